@@ -1,0 +1,172 @@
+"""Test helpers shared by the suites: an MQTT recorder, a mosquitto runner, free ports.
+
+Everything here talks to loopback only. Waits are on events with timeouts, never sleeps
+used as assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import paho.mqtt.client as mqtt
+
+ROOT = Path(__file__).resolve().parent.parent
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Msg:
+    topic: str
+    payload: bytes
+    retain: bool
+    qos: int
+    at: float = field(default_factory=time.monotonic)
+
+    def json(self) -> Any:
+        return json.loads(self.payload)
+
+
+class Recorder:
+    """An MQTT client that records every message it receives and lets tests wait on them."""
+
+    def __init__(self, port: int, topics: str | list[str] = "#", host: str = "127.0.0.1",
+                 username: str | None = None, password: str | None = None,
+                 protocol: int = mqtt.MQTTv311, client_id: str = "") -> None:
+        self.messages: list[Msg] = []
+        self._cond = threading.Condition()
+        self.connected = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
+        if username:
+            self.client.username_pw_set(username, password)
+        self._topics = [topics] if isinstance(topics, str) else topics
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.connect_async(host, port, keepalive=30)
+        self.client.loop_start()
+        if not self.connected.wait(10):
+            self.close()
+            raise TimeoutError(f"recorder could not connect to {host}:{port}")
+
+    def _on_connect(self, client, userdata, flags, rc, props=None) -> None:
+        if rc.is_failure:
+            return
+        for t in self._topics:
+            client.subscribe(t, qos=1)
+        self.connected.set()
+
+    def _on_message(self, client, userdata, m) -> None:
+        with self._cond:
+            self.messages.append(Msg(m.topic, bytes(m.payload), bool(m.retain), m.qos))
+            self._cond.notify_all()
+
+    def wait_for(self, pred: Callable[[Msg], bool], timeout: float = 10.0, start: int = 0) -> Msg:
+        """The first message (from index `start`) matching pred; TimeoutError if none arrives."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for m in self.messages[start:]:
+                    if pred(m):
+                        return m
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    seen = [(m.topic, m.payload[:80]) for m in self.messages[-10:]]
+                    raise TimeoutError(f"no matching message in {timeout}s; last seen: {seen}")
+                self._cond.wait(left)
+
+    def wait_topic(self, topic: str, pred: Callable[[Msg], bool] = lambda m: True,
+                   timeout: float = 10.0, start: int = 0) -> Msg:
+        return self.wait_for(lambda m: m.topic == topic and pred(m), timeout, start)
+
+    def on(self, topic: str) -> list[Msg]:
+        with self._cond:
+            return [m for m in self.messages if m.topic == topic]
+
+    def mark(self) -> int:
+        with self._cond:
+            return len(self.messages)
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False,
+                properties: Any = None) -> None:
+        info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        info.wait_for_publish(10)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class Mosquitto:
+    """Debian's mosquitto on loopback with a given config body; the port is picked free."""
+
+    def __init__(self, conf: str = "", port: int | None = None, workdir: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.dir = workdir or Path(tempfile.mkdtemp(prefix="dp-mosq-"))
+        self.conf_body = conf
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def config_text(self) -> str:
+        if "listener" in self.conf_body:
+            return self.conf_body
+        return f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{self.conf_body}\n"
+
+    def start(self, timeout: float = 10.0) -> "Mosquitto":
+        conf = self.dir / "mosquitto.conf"
+        conf.write_text(self.config_text())
+        self.log = open(self.dir / "mosquitto.log", "ab")
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {(self.dir / 'mosquitto.log').read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError("mosquitto did not start listening")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+    def __enter__(self) -> "Mosquitto":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def agent_env(**extra: str) -> dict[str, str]:
+    """The environment for an agent subprocess: no DESKPULSE_* leaking in from outside."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DESKPULSE_")}
+    env.update(extra)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
