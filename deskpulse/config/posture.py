@@ -29,6 +29,7 @@ class PostureConfig(Section):
     shoulder_tilt_deg: float = Field(10.0, gt=0, le=90)
     # Front view: shoulder width (closeness to the screen) above baseline by this factor.
     lean_in: float = Field(1.20, gt=1, le=3)
-    # Side view: ear-shoulder and shoulder-hip inclination from vertical, in degrees.
-    neck_deg: float = Field(40.0, gt=0, le=90)
-    torso_deg: float = Field(12.0, gt=0, le=90)
+    # Side view: ear-shoulder (neck) and shoulder-hip (torso) inclination from vertical may
+    # exceed the baseline by this many degrees (uncalibrated baseline: neck 15, torso 2).
+    neck_deg: float = Field(25.0, gt=0, le=90)
+    torso_deg: float = Field(8.0, gt=0, le=90)

@@ -1,0 +1,106 @@
+"""Calibration: a few seconds of the user's good posture become the personal baseline.
+
+`Calibrator` is a pure collector (readings and times in, progress and a Baseline out).
+`BaselineStore` saves the baseline atomically under the data dir and loads it at start;
+a missing or corrupt file falls back to the defaults with one warning, never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import statistics
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .posture import Baseline, Reading
+
+log = logging.getLogger(__name__)
+
+# A calibration needs the person visible in most frames and holding still.
+MIN_PRESENT_FRACTION = 0.7
+MAX_HEAD_SPREAD = 0.12  # stdev of head_height (fraction of shoulder width)
+MAX_TILT_SPREAD = 4.0  # stdev of shoulder tilt, degrees
+MAX_NECK_SPREAD = 6.0  # stdev of neck inclination, degrees
+
+
+class CalibrationFailed(Exception):
+    """Why a calibration could not produce a baseline (a message for the user)."""
+
+
+@dataclass
+class Progress:
+    stage: str  # collecting | done
+    percent: int
+
+
+class Calibrator:
+    def __init__(self, view: str, seconds: float, started: float) -> None:
+        self.view = view
+        self.seconds = seconds
+        self.started = started
+        self.frames = 0
+        self.samples: list[dict[str, float]] = []
+
+    def add(self, reading: Reading | None, now: float) -> Progress:
+        self.frames += 1
+        if reading is not None and reading.metrics:
+            self.samples.append(reading.metrics)
+        return Progress("collecting", min(99, int(100 * (now - self.started) / self.seconds)))
+
+    def done(self, now: float) -> bool:
+        return now - self.started >= self.seconds
+
+    def result(self, now: float) -> Baseline:
+        if not self.samples or len(self.samples) < MIN_PRESENT_FRACTION * max(1, self.frames):
+            raise CalibrationFailed("no person visible: sit in front of the camera and try again")
+        at = datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+        def med(key: str) -> float:
+            return float(statistics.median(s[key] for s in self.samples if key in s))
+
+        def spread(key: str) -> float:
+            values = [s[key] for s in self.samples if key in s]
+            return statistics.pstdev(values) if len(values) > 1 else 0.0
+
+        if self.view == "front":
+            if spread("head_height") > MAX_HEAD_SPREAD or spread("shoulder_tilt_deg") > MAX_TILT_SPREAD:
+                raise CalibrationFailed("posture not steady: sit still in your good posture and try again")
+            return Baseline(head_height=med("head_height"), nose_height=med("nose_height"),
+                            shoulder_width=med("shoulder_width"),
+                            shoulder_tilt_deg=med("shoulder_tilt_deg"), calibrated=True, at=at)
+        if spread("neck_deg") > MAX_NECK_SPREAD:
+            raise CalibrationFailed("posture not steady: sit still in your good posture and try again")
+        torso = [s["torso_deg"] for s in self.samples if "torso_deg" in s]
+        return Baseline(neck_deg=med("neck_deg"),
+                        torso_deg=float(statistics.median(torso)) if torso else Baseline.torso_deg,
+                        calibrated=True, at=at)
+
+
+class BaselineStore:
+    """calibration-<view>.json under the data dir, written atomically."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+
+    def path(self, view: str) -> Path:
+        return self.data_dir / f"calibration-{view}.json"
+
+    def load(self, view: str) -> Baseline:
+        path = self.path(view)
+        try:
+            return Baseline.from_json(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            return Baseline()
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("ignoring calibration file %s (%s); using defaults until you calibrate again", path, exc)
+            return Baseline()
+
+    def save(self, view: str, baseline: Baseline) -> None:
+        path = self.path(view)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(baseline.to_json(), indent=2), encoding="utf-8")
+        os.replace(tmp, path)

@@ -1,0 +1,46 @@
+"""Pause state: whether monitoring is paused and until when, persisted across restarts.
+
+A pause with an end (a snooze) survives an agent restart until it expires; a pause
+without an end lasts until `resume`. Stored as pause.json under the data dir.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PauseState:
+    paused: bool = False
+    until: float | None = None  # epoch seconds; None with paused=True means until resumed
+
+    def expired(self, now: float) -> bool:
+        return self.paused and self.until is not None and now >= self.until
+
+
+class PauseStore:
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / "pause.json"
+
+    def load(self, now: float) -> PauseState:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            state = PauseState(bool(data["paused"]), None if data.get("until") is None else float(data["until"]))
+        except FileNotFoundError:
+            return PauseState()
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring unreadable pause file %s (%s)", self.path, exc)
+            return PauseState()
+        return PauseState() if state.expired(now) else state
+
+    def save(self, state: PauseState) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"paused": state.paused, "until": state.until}), encoding="utf-8")
+        os.replace(tmp, self.path)

@@ -1,0 +1,76 @@
+"""The MQTT boundary against the real (embedded) broker: will, reconnect, outage queue."""
+
+from __future__ import annotations
+
+import json
+
+from deskpulse.config import BrokerAddress
+from deskpulse.publisher import Publisher
+from deskpulse.topics import Topics
+
+from .support import Recorder, TcpProxy
+
+T = Topics("deskpulse", "pub1")
+
+
+def make(port: int, **kw) -> Publisher:
+    return Publisher(T, BrokerAddress(host="127.0.0.1", port=port), "deskpulse-pub1",
+                     reconnect_max_s=1, **kw)
+
+
+def test_connect_publishes_online_then_retained_state(broker, recorder: Recorder) -> None:
+    pub = make(broker.port)
+    pub.publish_state({"posture": "good", "seq": 1})  # before connecting: queued
+    pub.start()
+    try:
+        online = recorder.wait_topic(T.availability, lambda m: m.payload == b"online")
+        state = recorder.wait_topic(T.state)
+        assert state.json() == {"posture": "good", "seq": 1}
+        assert recorder.messages.index(online) < recorder.messages.index(state)
+        late = Recorder(broker.port, T.state)
+        try:
+            assert late.wait_topic(T.state, lambda m: m.retain).json()["seq"] == 1
+        finally:
+            late.close()
+    finally:
+        pub.stop()
+    recorder.wait_topic(T.availability, lambda m: m.payload == b"offline")
+
+
+def test_outage_changes_arrive_in_order_after_reconnect_and_frames_are_dropped(broker, recorder: Recorder) -> None:
+    proxy = TcpProxy(broker.port).start()
+    pub = make(proxy.port)
+    pub.start()
+    try:
+        assert pub.connected.wait(10)
+        pub.publish_state({"posture": "good", "seq": 1})
+        recorder.wait_topic(T.state, lambda m: m.json()["seq"] == 1)
+        pub.publish_retained(T.stats, {"good_s": 5})
+        proxy.cut()
+        recorder.wait_topic(T.availability, lambda m: m.payload == b"offline")  # the last will
+        mark = recorder.mark()
+        for seq, posture in ((2, "bad"), (3, "absent"), (4, "good")):
+            pub.publish_state({"posture": posture, "seq": seq})
+        pub.publish_event(T.alert, {"type": "bad_posture"})
+        assert not pub.publish_frame(T.frame, b"\xff\xd8jpeg")
+        proxy.restore()
+        recorder.wait_topic(T.availability, lambda m: m.payload == b"online", start=mark)
+        recorder.wait_topic(T.alert, start=mark)
+        recorder.wait_topic(T.stats, start=mark)
+        after = recorder.messages[mark:]
+        seqs = [json.loads(m.payload)["seq"] for m in after if m.topic == T.state]
+        assert seqs[:3] == [2, 3, 4]
+        topics = [m.topic for m in after]
+        assert topics.index(T.availability) < topics.index(T.state) < topics.index(T.alert)
+        assert T.frame not in topics
+        assert pub.frames_dropped == 1
+    finally:
+        pub.stop()
+        proxy.stop()
+
+
+def test_queue_is_bounded(broker) -> None:
+    pub = make(broker.port, queue_size=3)
+    for seq in range(10):
+        pub.publish_state({"seq": seq})
+    assert pub.pending() == 3
