@@ -120,7 +120,8 @@ class Agent:
         self._last_pose = None
         self.fps = RateMeter()
         self.inference = RateMeter()
-        self.frames_encoded = 0
+        self.frames_encoded = 0  # stream frames (only while someone holds a lease)
+        self.snapshots_encoded = 0  # Home Assistant camera snapshots
         self.frames_processed = 0
         self.pipeline_errors: list[float] = []
 
@@ -237,6 +238,7 @@ class Agent:
             "dropped_frames": cap.dropped if cap else 0,
             "frames_processed": self.frames_processed,
             "frames_encoded": self.frames_encoded,
+            "snapshots_encoded": self.snapshots_encoded,
             "frames_dropped_offline": pub.frames_dropped if pub else 0,
             "camera": self.camera,
             "camera_error": cap.last_error if cap else None,
@@ -434,7 +436,7 @@ class Agent:
             return
         self._last_snapshot_at = mono
         picture = draw(image, pose, posture, self.config.posture.min_visibility)
-        self.frames_encoded += 1
+        self.snapshots_encoded += 1
         self.publisher.publish_frame(self.topics.snapshot, encode_jpeg(picture, self.config.frames.quality))
 
     def _adapt_rate(self, posture: str, now: float) -> None:
