@@ -38,6 +38,7 @@ class Msg:
     retain: bool
     qos: int
     at: float = field(default_factory=time.monotonic)
+    at_wall: float = field(default_factory=time.time)
 
     def json(self) -> Any:
         return json.loads(self.payload)

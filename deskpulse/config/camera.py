@@ -11,7 +11,7 @@ class CameraConfig(Section):
     source: str = "auto"
     width: int = Field(640, gt=0, le=4096)
     height: int = Field(480, gt=0, le=4096)
-    fps: float = Field(10.0, gt=0, le=60)
+    fps: float = Field(10.0, gt=0, le=120)
     # After nobody has been seen for idle_after_s, process only idle_fps frames a second.
     idle_fps: float = Field(2.0, gt=0, le=60)
     idle_after_s: float = Field(10.0, ge=0)
