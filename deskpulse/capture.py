@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 class FrameSource(Protocol):
-    live: bool  # a live source paces itself; files are paced to the target fps
+    live: bool  # a camera or stream (frames keep coming) rather than a file we loop over
 
     def read(self) -> np.ndarray | None:
         """The next BGR frame, or None on a read failure."""
@@ -268,6 +268,13 @@ class Capture:
         delivered = False
         next_due = time.monotonic()
         while not self._stop.is_set() and not self._paused:
+            # Wait until a frame is wanted instead of reading (and decoding) frames nobody
+            # will use. Cameras are opened with a one-frame buffer, so the next read is fresh.
+            wait = next_due - time.monotonic()
+            if wait > 0:
+                self._wake.wait(wait)
+                self._wake.clear()
+                continue
             try:
                 image = source.read()
             except Exception as exc:  # OpenCV raises cv2.error on some broken streams
@@ -277,17 +284,12 @@ class Capture:
                 self._fault(self.last_error if image is None and self.last_error else "camera returned no frame", 0.5)
                 return delivered
             assert image is not None
-            now = time.monotonic()
-            if source.live and now < next_due:
-                continue  # keep the live buffer fresh; hand over frames at the wanted rate only
             if self.state != "ok":
                 log.info("camera delivering frames")
             self.state = "ok"
             self.last_error = None
             delivered = True
             self._publish(image)
+            now = time.monotonic()
             next_due = max(next_due + 1.0 / self._fps, now)
-            if not source.live:
-                self._wake.wait(max(0.0, next_due - time.monotonic()))
-                self._wake.clear()
         return delivered
