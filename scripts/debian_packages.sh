@@ -1,24 +1,36 @@
 #!/usr/bin/env bash
-# Installs the Debian packages a DeskPulse checkout needs, if any are missing.
+# Installs the Debian packages a DeskPulse checkout needs, if the tools are missing.
 #
 #   scripts/debian_packages.sh run|test
 #
-# run:  python3-venv, npm (to fetch the pinned mqtt.js once).  No broker is needed: the
+# run:  python3-venv, npm (to fetch the pinned mqtt.js once). No broker is needed: the
 #       agent embeds one when none answers.
 # test: also mosquitto + clients (ACL, websockets and fault tests run the real Debian
 #       broker), chromium (the page is tested in a real headless browser), shellcheck, sqlite3.
+# A tool already present by other means (e.g. node/npm from NodeSource) is not reinstalled.
 # As root it runs apt-get; otherwise it uses sudo when available, or prints the command.
 set -euo pipefail
 
+have() {  # have PACKAGE: is what the package provides already usable?
+    case "$1" in
+        python3-venv) python3 -c 'import ensurepip, venv' >/dev/null 2>&1 ;;
+        npm) command -v npm >/dev/null 2>&1 ;;
+        mosquitto) [[ -x /usr/sbin/mosquitto ]] || command -v mosquitto >/dev/null 2>&1 ;;
+        mosquitto-clients) command -v mosquitto_sub >/dev/null 2>&1 ;;
+        chromium) [[ -x /usr/bin/chromium ]] ;;
+        *) command -v "$1" >/dev/null 2>&1 ;;
+    esac
+}
+
 case "${1:-}" in
-    run) pkgs=(python3-venv python3-dev npm) ;;
-    test) pkgs=(python3-venv python3-dev npm mosquitto mosquitto-clients chromium shellcheck sqlite3 procps) ;;
+    run) pkgs=(python3-venv npm) ;;
+    test) pkgs=(python3-venv npm mosquitto mosquitto-clients chromium shellcheck sqlite3) ;;
     *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac
 
 missing=()
 for p in "${pkgs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    have "$p" || missing+=("$p")
 done
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
