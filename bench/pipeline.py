@@ -176,18 +176,17 @@ def latency(args: argparse.Namespace) -> None:
         try:
             lat: list[float] = []
             seen = 0
-            deadline = time.monotonic() + 120
+            last = None
+            deadline = time.monotonic() + 180
             while len(lat) < args.changes and time.monotonic() < deadline:
                 time.sleep(0.2)
                 with rec._cond:
                     msgs = rec.messages[seen:]
                     seen = len(rec.messages)
-                last = None
                 for m in msgs:
                     s = json.loads(m.payload)
-                    if s["posture"] != last and s["posture"] in ("good", "absent") and s["since"] == s["ts"]:
-                        sent = _parse_iso(s["ts"])
-                        lat.append((m.at_wall - sent) * 1000)
+                    if last is not None and s["posture"] != last and s["posture"] in ("good", "absent"):
+                        lat.append((m.at_wall - _parse_iso(s["ts"])) * 1000)
                     last = s["posture"]
         finally:
             rec.close()

@@ -174,6 +174,14 @@ def cmd_ha_remove(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import doctor_command
+
+    config = _load(args)
+    setup_logging(args.log_level or "error")
+    return doctor_command(config, sys.stdout)
+
+
 def _request(config: Config, verb: str, body: dict[str, Any], on_answer: Callable[[dict[str, Any]], bool],
              timeout: float) -> int:
     from .mqttclient import request
@@ -225,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--broker", metavar="URL", help="mqtt://[user:pass@]host:port")
     p.add_argument("--device-id", metavar="ID", help="remove an old device id instead of the configured one")
     p.set_defaults(func=cmd_ha_remove)
+
+    p = sub.add_parser("doctor", help="check camera, broker, browser path, model, disk and clock")
+    _add_common(p)
+    p.set_defaults(func=cmd_doctor)
     return parser
 
 
