@@ -111,6 +111,7 @@ def overhead(args: argparse.Namespace) -> None:
 
 
 def run_agent(source: str, seconds: float, extra: dict[str, str], port: int, data: Path) -> dict[str, float]:
+    data.mkdir(parents=True, exist_ok=True)
     cfg = data / "bench.toml"
     cfg.write_text(f'data_dir = "{data}"\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("DESKPULSE_")} | extra

@@ -158,3 +158,20 @@ def test_pause_releases_camera_and_stream_lease_sends_jpegs(broker, recorder, tm
         assert paused["camera"] == "released" and paused["until"] == answer["data"]["until"]
         recorder.publish(t.request("resume"), "")
         recorder.wait_topic(t.state, lambda m: m.json()["posture"] != "paused" and m.json()["camera"] == "ok")
+
+
+def test_lease_expiry_stops_jpeg_encoding_and_pages_share_one_stream(broker, recorder, tmp_path: Path) -> None:
+    t = Topics("deskpulse", "e2e9")
+    with AgentProcess(broker.port, "demo", "e2e9", tmp_path / "d",
+                      config="[mqtt]\nhealth_interval_s = 1.0\n[homeassistant]\nenabled = false\n"):
+        recorder.wait_topic(t.state, lambda m: m.json()["camera"] == "ok", timeout=60)
+        # Two pages renew with different leases: the longer one wins, the stream is shared.
+        recorder.publish(t.request("stream"), json.dumps({"lease_s": 1}))
+        recorder.publish(t.request("stream"), json.dumps({"lease_s": 2}))
+        recorder.wait_topic(t.frame)
+        streaming = recorder.wait_topic(t.health, lambda m: m.json()["streaming"]).json()
+        assert streaming["frames_encoded"] > 0
+        mark = recorder.mark()
+        stopped = recorder.wait_topic(t.health, lambda m: not m.json()["streaming"], start=mark, timeout=20)
+        later = recorder.wait_topic(t.health, start=recorder.messages.index(stopped) + 1, timeout=20)
+        assert later.json()["frames_encoded"] == stopped.json()["frames_encoded"]  # no JPEG without a lease
