@@ -174,6 +174,14 @@ def cmd_ha_remove(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_fleet(args: argparse.Namespace) -> int:
+    from .fleet import fleet_command
+
+    config = _load(args, **{"mqtt.broker": args.broker})
+    setup_logging(args.log_level or "warning")
+    return fleet_command(config, args.timeout, as_json=args.json)
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import doctor_command
 
@@ -233,6 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--broker", metavar="URL", help="mqtt://[user:pass@]host:port")
     p.add_argument("--device-id", metavar="ID", help="remove an old device id instead of the configured one")
     p.set_defaults(func=cmd_ha_remove)
+
+    p = sub.add_parser("fleet", help="summarise every device under the prefix")
+    _add_common(p)
+    p.add_argument("--broker", metavar="URL", help="mqtt://[user:pass@]host:port")
+    p.add_argument("--timeout", type=float, default=3.0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_fleet)
 
     p = sub.add_parser("doctor", help="check camera, broker, browser path, model, disk and clock")
     _add_common(p)

@@ -101,6 +101,8 @@ class Publisher:
         self._lock = threading.Lock()
         self._pending: deque[tuple[str, str, int, bool]] = deque(maxlen=queue_size)
         self._pending_overflowed = 0
+        # Ordered QoS 1 messages (state, alerts) handed to paho on this connection, oldest first.
+        self._unacked: deque[tuple[mqtt.MQTTMessageInfo, tuple[str, str, int, bool]]] = deque()
         self._retained: dict[str, tuple[str | bytes, int]] = {}
         self._last_frame: mqtt.MQTTMessageInfo | None = None
         self._last_error: str | None = None
@@ -216,8 +218,27 @@ class Publisher:
         with self._lock:
             was = self.connected.is_set()
             self.connected.clear()
+            self._reclaim_unacked(client)
         if was and not self._stopping:
             log.warning("lost the broker connection (%s); reconnecting", rc.getName() if rc else "?")
+
+    def _reclaim_unacked(self, client: mqtt.Client) -> None:
+        """Move ordered messages the broker never acknowledged back to the head of the queue.
+
+        paho would resend them itself after the next CONNACK, but only after everything
+        on_connect publishes, so an old state would arrive after newer ones and remain the
+        retained value (a hung broker or a half-open link: tests/test_faults.py). paho has
+        no public call to forget queued messages; this uses its internals (pinned 2.2.0).
+        Runs in the network thread, the only one that processes acknowledgements.
+        """
+        with client._out_message_mutex:
+            client._out_messages.clear()
+            client._inflight_messages = 0
+        unacked = [entry for info, entry in self._unacked if not info.is_published()]
+        self._unacked.clear()
+        if unacked:
+            log.info("%d unacknowledged message(s) queued again for the reconnect", len(unacked))
+            self._pending.extendleft(reversed(unacked))
 
     def _report(self, message: str) -> None:
         if message != self._last_error:
@@ -257,7 +278,11 @@ class Publisher:
             if retain and remember:
                 self._retained[topic] = (text, qos)
             if self.connected.is_set():
-                self._client.publish(topic, text, qos=qos, retain=retain)
+                info = self._client.publish(topic, text, qos=qos, retain=retain)
+                if qos > 0:
+                    while self._unacked and self._unacked[0][0].is_published():
+                        self._unacked.popleft()
+                    self._unacked.append((info, (topic, text, qos, retain)))
                 return
             if len(self._pending) == self._pending.maxlen:
                 self._pending_overflowed += 1
