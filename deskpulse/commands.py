@@ -30,7 +30,8 @@ def register(router: Router, agent: "Agent") -> None:
     router.add("resume", c.resume, description="resume monitoring")
     router.add("monitoring", c.monitoring, raw=True, description="ON resumes, OFF pauses (Home Assistant)")
     router.add("calibrate", c.calibrate, description="record a few seconds of good posture as the baseline")
-    router.add("stream", c.stream, description="renew the frame lease; optional lease_s, or enable=false")
+    router.add("stream", c.stream, description="renew the frame lease; optional lease_s, or enable=false",
+               quiet=True)
     router.add("config/get", c.config_get, description="the runtime settings")
     router.add("config/set", c.config_set, description="change runtime settings, e.g. alerts.bad_posture_minutes")
     router.add("history", c.history, description="per-day totals; optional from/to (YYYY-MM-DD)")

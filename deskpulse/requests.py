@@ -54,6 +54,7 @@ class Route:
     handler: Handler
     raw: bool = False  # raw handlers get the payload text (e.g. Home Assistant's "ON"/"OFF")
     description: str = ""
+    quiet: bool = False  # routine renewals (stream) succeed at debug level: every page sends them
 
 
 def ok(data: Any, transaction: Any, final: bool = True) -> dict[str, Any]:
@@ -82,6 +83,18 @@ def _depth(value: Any, level: int = 0) -> int:
     return level
 
 
+def _no_constant(name: str) -> Any:
+    # Python accepts NaN/Infinity, JSON does not, and the answer (which may echo them) couldn't carry them.
+    raise RequestError(f"payload is not valid JSON: {name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise RequestError(f"payload has a number out of range: {text[:40]}")
+    return value
+
+
 def parse_payload(raw: bytes) -> dict[str, Any]:
     """A request body: empty means {}; otherwise a JSON object. Raises RequestError."""
     if len(raw) > MAX_PAYLOAD:
@@ -93,11 +106,13 @@ def parse_payload(raw: bytes) -> dict[str, Any]:
     if not text.strip():
         return {}
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except RecursionError:
         raise RequestError("payload JSON is nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise RequestError(f"payload is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except ValueError:  # Python's int conversion limit (4300 digits): not a JSONDecodeError
+        raise RequestError("payload JSON has a number too long to read") from None
     if not isinstance(value, dict):
         raise RequestError(f"payload must be a JSON object, got {type(value).__name__}")
     if _depth(value) > MAX_DEPTH:
@@ -105,12 +120,27 @@ def parse_payload(raw: bytes) -> dict[str, Any]:
     return value
 
 
+def _best_effort_transaction(raw: bytes) -> Any:
+    """The top-level "transaction" of a payload that was refused, if it has a sane one."""
+    if len(raw) > MAX_PAYLOAD:
+        return None
+    try:
+        value = json.loads(raw.decode("utf-8"))
+        if not isinstance(value, dict) or _depth(value.get("transaction")) > MAX_DEPTH:
+            return None
+        json.dumps(value.get("transaction"), allow_nan=False)  # the answer must be able to carry it
+    except (ValueError, RecursionError):
+        return None
+    return value.get("transaction")
+
+
 @dataclass
 class Router:
     routes: dict[str, Route] = field(default_factory=dict)
 
-    def add(self, verb: str, handler: Handler, *, raw: bool = False, description: str = "") -> None:
-        self.routes[verb] = Route(handler, raw, description)
+    def add(self, verb: str, handler: Handler, *, raw: bool = False, description: str = "",
+            quiet: bool = False) -> None:
+        self.routes[verb] = Route(handler, raw, description, quiet)
 
     def handle(self, verb: str, raw: bytes, send: Callable[[dict[str, Any]], None], origin: str = "?") -> None:
         """Dispatch one request and send its answer(s) through `send`."""
@@ -127,6 +157,10 @@ class Router:
             reply = Reply(verb, transaction, send)
             data = route.handler(body, reply)
         except RequestError as exc:
+            if transaction is None and (route is None or not route.raw):
+                # Still echo it (unknown verb, nested too deeply), so the caller can tell which
+                # request was refused.
+                transaction = _best_effort_transaction(raw)
             log.info("request %s from %s -> error: %s", verb, origin, exc)
             send(error(str(exc), transaction))
             return
@@ -137,7 +171,8 @@ class Router:
         if data is PENDING:
             log.info("request %s from %s -> started", verb, origin)
             return
-        log.info("request %s from %s -> ok", verb, origin)
+        assert route is not None
+        log.log(logging.DEBUG if route.quiet else logging.INFO, "request %s from %s -> ok", verb, origin)
         send(ok(data, transaction))
 
 
@@ -159,4 +194,12 @@ def get_number(body: dict[str, Any], key: str, *, default: float | None = None,
 def reject_unknown(body: dict[str, Any], allowed: set[str]) -> None:
     extra = sorted(set(body) - allowed)
     if extra:
-        raise RequestError(f"unknown field(s): {', '.join(extra)}; allowed: {', '.join(sorted(allowed)) or 'none'}")
+        raise RequestError(f"unknown field(s): {', '.join(map(shown, extra))}; "
+                           f"allowed: {', '.join(sorted(allowed)) or 'none'}")
+
+
+def shown(name: str, limit: int = 40) -> str:
+    """A user-supplied name for an error line: quoted if odd (newlines must not forge log lines)."""
+    if len(name) > limit:
+        return repr(name[:limit]) + "..."
+    return name if name.isprintable() and name.strip() == name and name else repr(name)
