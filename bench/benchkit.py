@@ -130,6 +130,18 @@ def start_mosquitto(ws: bool = False, auth: bool = False) -> Mosquitto:
 
 # --- subprocesses -----------------------------------------------------------------------------
 
+
+def cpu_of(procs: list[psutil.Process]) -> float:
+    """User + system CPU seconds of these processes (ones that are gone count 0)."""
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
 class Proc:
     """A subprocess that prints a READY line; its CPU time is measured with psutil."""
 
@@ -173,18 +185,11 @@ class Proc:
 
     def cpu_seconds(self) -> float:
         """User+system CPU of the process and its children (a wrapper command may fork the agent)."""
-        total = 0.0
         try:
             procs = [self.ps, *self.ps.children(recursive=True)]
         except psutil.NoSuchProcess:
             return 0.0
-        for p in procs:
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.NoSuchProcess:
-                pass
-        return total
+        return cpu_of(procs)
 
     def cpu_seconds_precise(self) -> float:
         """Scheduler run time (ns resolution, Linux /proc/<pid>/task/*/schedstat) of the process

@@ -33,15 +33,6 @@ import psutil
 import benchkit as bk
 
 
-def cpu_of(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def phase(n: int, a: argparse.Namespace, url: str, harness: bk.Harness, pub: bk.Proc, relay: bk.Proc,
@@ -57,13 +48,13 @@ def phase(n: int, a: argparse.Namespace, url: str, harness: bk.Harness, pub: bk.
             s.wait_ready(60)
         time.sleep(a.settle)  # let connection set-up CPU pass before the window opens
         node_ps = [s.ps for s in subs]
-        before = {"publisher_sched": pub.cpu_seconds_precise(), "publisher": pub.cpu_seconds(), "relay": relay.cpu_seconds(), "mosquitto": cpu_of([mosq_ps]),
-                  "viewers": cpu_of(node_ps)}
+        before = {"publisher_sched": pub.cpu_seconds_precise(), "publisher": pub.cpu_seconds(), "relay": relay.cpu_seconds(), "mosquitto": bk.cpu_of([mosq_ps]),
+                  "viewers": bk.cpu_of(node_ps)}
         wall0 = time.monotonic()
         ref = harness.run_window(a.duration)
         wall = time.monotonic() - wall0
-        after = {"publisher_sched": pub.cpu_seconds_precise(), "publisher": pub.cpu_seconds(), "relay": relay.cpu_seconds(), "mosquitto": cpu_of([mosq_ps]),
-                 "viewers": cpu_of(node_ps)}
+        after = {"publisher_sched": pub.cpu_seconds_precise(), "publisher": pub.cpu_seconds(), "relay": relay.cpu_seconds(), "mosquitto": bk.cpu_of([mosq_ps]),
+                 "viewers": bk.cpu_of(node_ps)}
         results = []
         for s in subs:
             try:

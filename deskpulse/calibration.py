@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import statistics
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .files import write_json_atomic
 from .posture import Baseline, Reading
 
 log = logging.getLogger(__name__)
@@ -99,8 +99,4 @@ class BaselineStore:
             return Baseline()
 
     def save(self, view: str, baseline: Baseline) -> None:
-        path = self.path(view)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(baseline.to_json(), indent=2), encoding="utf-8")
-        os.replace(tmp, path)
+        write_json_atomic(self.path(view), baseline.to_json())

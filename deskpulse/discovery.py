@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -25,6 +23,7 @@ from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
 
 from .config import Config
+from .files import write_json_atomic
 from .topics import POSTURES, Topics
 
 __all__ = [
@@ -376,13 +375,4 @@ def read_published(path: Path) -> list[str]:
 
 def write_published(path: Path, topics: Iterable[str]) -> None:
     """Atomically replace the record. Raises OSError (the caller logs it and carries on)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".ha-discovery.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(sorted(set(topics)), f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(path, sorted(set(topics)))

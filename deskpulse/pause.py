@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from .files import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,4 @@ class PauseStore:
         return PauseState() if state.expired(now) else state
 
     def save(self, state: PauseState) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"paused": state.paused, "until": state.until}), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, {"paused": state.paused, "until": state.until})

@@ -36,6 +36,8 @@ class Baseline:
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> "Baseline":
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         base = cls(**known)  # type: ignore[arg-type]
         for name in ("head_height", "nose_height", "shoulder_width"):

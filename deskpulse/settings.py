@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,8 @@ from pydantic import ValidationError
 
 from .config import Config
 from .errors import RequestError
+from .files import write_json_atomic
+from .requests import shown
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ def apply(config: Config, changes: dict[str, Any]) -> Config:
         raise RequestError("expected a JSON object of settings, e.g. {\"alerts.bad_posture_minutes\": 15}")
     unknown = sorted(set(changes) - set(RUNTIME_KEYS))
     if unknown:
-        raise RequestError(f"not a runtime setting: {', '.join(unknown)}; settable: {', '.join(RUNTIME_KEYS)}")
+        raise RequestError(f"not a runtime setting: {', '.join(map(shown, unknown))}; "
+                           f"settable: {', '.join(RUNTIME_KEYS)}")
     data = config.model_dump()
     for key, value in changes.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -82,7 +84,4 @@ class SettingsStore:
             return config
 
     def save(self, config: Config) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(current(config), indent=2), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, current(config))
