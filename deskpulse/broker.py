@@ -75,8 +75,19 @@ class EmbeddedBroker:
         self._loop = loop
         asyncio.set_event_loop(loop)
 
+        class ClosingBroker(Broker):  # type: ignore[misc]
+            """amqtt leaves a connection's transport open when it fails before CONNECT
+            (a probe, a port check, garbage); close it once amqtt is done with it."""
+
+            async def stream_connected(self, reader: Any, writer: Any, listener_name: str) -> None:
+                try:
+                    await super().stream_connected(reader, writer, listener_name)
+                finally:
+                    if not writer.is_closing():
+                        writer.close()
+
         async def boot() -> None:
-            self._broker = Broker(self._config(), loop=loop)
+            self._broker = ClosingBroker(self._config(), loop=loop)
             await self._broker.start()
             servers = self._broker._servers  # amqtt keeps the bound servers here
             self.port = servers["default"].instance.sockets[0].getsockname()[1]

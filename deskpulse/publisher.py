@@ -24,6 +24,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .config import BrokerAddress
 from .topics import Topics
@@ -202,7 +203,12 @@ class Publisher:
                 if (topic, payload) not in flushed:
                     client.publish(topic, payload, qos=qos, retain=True)
             for sub in self.subscriptions:
-                client.subscribe(sub, qos=1)
+                if self._v5:
+                    # Keep the retain flag on forwarded messages, so a retained command
+                    # published while we are subscribed is recognised and ignored too.
+                    client.subscribe(sub, options=SubscribeOptions(qos=1, retainAsPublished=True))
+                else:
+                    client.subscribe(sub, qos=1)
             self.connected.set()
             self.ever_connected.set()
         log.info("connected to mqtt://%s:%d (%s)", self.address.host, self.address.port,

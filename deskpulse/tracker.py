@@ -278,8 +278,10 @@ class Tracker:
     def stats(self, now: float) -> dict[str, Any]:
         """The retained .../stats payload."""
         day = self.totals(now)
-        if day is None:
-            day = DayTotals.empty(local_date(now, self._tz), self._tz)
+        if day is None:  # before the first update: today's restored totals, if they are today's
+            d = local_date(now, self._tz)
+            restored = self._restored
+            day = restored.copy() if restored is not None and restored.date == d else DayTotals.empty(d, self._tz)
         current = 0.0
         if self._cur in ("good", "unknown") and day.streak_end is not None and day.streak_end >= now - _EPS:
             current = day.streak_s

@@ -60,9 +60,10 @@ def test_discovery_restart_commands_and_removal(broker, tmp_path: Path) -> None:
         assert ha.wait_topic(T.state, lambda m: m.json()["posture"] == "paused", start=mark).json()["camera"] == "released"
         ha.publish(command_topic, "ON")
         ha.wait_topic(T.state, lambda m: m.json()["posture"] != "paused", start=mark)
-        # The retained OFF published earlier never paused it: the only pause is ours.
-        pauses = [m for m in ha.messages if m.topic == T.response("monitoring") and m.json()["status"] == "ok"]
-        assert len(pauses) == 2
+        ha.wait_topic(T.response("monitoring"), lambda m: m.json()["data"] == {"paused": False}, start=mark)
+        # The retained OFF published before the agent started was never obeyed: only our two.
+        answers = [m.json() for m in ha.on(T.response("monitoring")) if m.json()["status"] == "ok"]
+        assert [a["data"]["paused"] for a in answers] == [True, False]
     finally:
         agent.stop()
 

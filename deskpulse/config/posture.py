@@ -15,9 +15,9 @@ class PostureConfig(Section):
     # Landmarks below this visibility are not trusted: the reading becomes "unknown".
     min_visibility: float = Field(0.5, ge=0.0, le=1.0)
     # A new posture must hold this long before the state changes (a glance is not a slouch).
-    onset_s: float = Field(3.0, ge=0)
+    onset_s: float = Field(3.0, ge=0, le=600)
     # Leaving "bad" needs good posture for this long.
-    exit_s: float = Field(2.0, ge=0)
+    exit_s: float = Field(2.0, ge=0, le=600)
     # This many consecutive frames with no person give "absent".
     absent_frames: int = Field(5, ge=1, le=1000)
     # Seconds of good posture recorded by a calibration.
