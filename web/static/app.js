@@ -4,6 +4,7 @@
 import { connectBroker } from "./connection.js";
 import { Requests } from "./requests.js";
 import * as view from "./render.js";
+import { Trend } from "./trend.js";
 import { Store, detailFilters, deviceTopics, overviewFilters } from "./topics.js";
 
 const LEASE_S = 30; // the agent encodes frames while a lease is live...
@@ -53,6 +54,7 @@ class Dashboard {
       if (!this.conn || !this.conn.connected()) throw new Error("not connected to the broker");
       this.conn.publish(deviceTopics(this.cfg.prefix, this.store.device).request(verb), text);
     });
+    this.trend = new Trend((verb, payload, options) => this.requests.send(verb, payload, options));
   }
 
   start() {
@@ -82,7 +84,10 @@ class Dashboard {
     const was = this.status;
     this.status = status;
     view.renderConnection(status, detail);
-    if (status === "connected" && was !== "connected") this.renewLease();
+    if (status === "connected" && was !== "connected") {
+      this.renewLease();
+      this.trend.refresh();
+    }
     this.refresh();
   }
 
@@ -92,6 +97,7 @@ class Dashboard {
     s.addEventListener("state", () => this.refresh());
     s.addEventListener("availability", () => {
       this.renewLease();
+      if (this.trend.failed && s.current.availability === "online") this.trend.refresh();
       this.refresh();
     });
     s.addEventListener("stats", () => this.renderStats());
@@ -136,6 +142,7 @@ class Dashboard {
     view.hideAlert();
     view.renderHealth(null);
     this.renderStats();
+    this.trend.reset();
     view.renderDevices(this.store.devices, device);
     this.renewLease();
     this.refresh();
