@@ -28,6 +28,7 @@ from . import discovery, settings
 from .calibration import BaselineStore, CalibrationFailed, Calibrator
 from .capture import Capture, Opener
 from .config import BrokerAddress, Config
+from .configwatch import ConfigWatcher
 from .errors import RequestError
 from .health import RateMeter, cpu_temp_c, rss_mb
 from .overlay import draw, encode_jpeg
@@ -71,7 +72,9 @@ def resolve_broker(config: Config) -> tuple[BrokerAddress, EmbeddedBroker | None
 
 class Agent:
     def __init__(self, config: Config, *, estimator: PoseEstimator | None = None,
-                 opener: Opener | None = None, clock: Callable[[], float] = time.time) -> None:
+                 opener: Opener | None = None, clock: Callable[[], float] = time.time,
+                 watcher: "ConfigWatcher | None" = None) -> None:
+        self.watcher = watcher
         self.settings_store = SettingsStore(config.data_dir)
         config = self.settings_store.load(config)
         self.config = config
@@ -319,6 +322,10 @@ class Agent:
 
     def _tick(self, now: float) -> None:
         mono = time.monotonic()
+        if self.watcher is not None:
+            edited = self.watcher.poll(self.config)
+            if edited is not None:
+                self.apply_config(edited)
         self._track(now, mono)
         if self._rediscover_at is not None and mono >= self._rediscover_at:
             self._rediscover_at = None

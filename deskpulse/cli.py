@@ -66,13 +66,16 @@ def _signals(stop: threading.Event) -> None:
 
 
 def cmd_run(args: argparse.Namespace, with_web: bool = False) -> int:
-    config = _load(args, **{"camera.source": args.source, "mqtt.broker": args.broker, "device_id": args.device_id})
+    overrides = {"camera.source": args.source, "mqtt.broker": args.broker, "device_id": args.device_id}
+    config = _load(args, **overrides)
     setup_logging(args.log_level or config.log_level)
     from .agent import Agent
+    from .configwatch import ConfigWatcher
 
     stop = threading.Event()
     _signals(stop)
-    agent = Agent(config)
+    path = _config_path(args)
+    agent = Agent(config, watcher=ConfigWatcher(Path(path), overrides) if path else None)
     web = None
     try:
         agent.start()
