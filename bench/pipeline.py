@@ -16,7 +16,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from deskpulse.broker import EmbeddedBroker  # noqa: E402
 from deskpulse.config import load_config  # noqa: E402
 from deskpulse.demo import DemoScene  # noqa: E402
 from deskpulse.pose import MediaPipePose  # noqa: E402
-from tests.support import Recorder, free_port  # noqa: E402
+from tests.support import Recorder  # noqa: E402
 
 
 def demo_frames(n: int) -> list[np.ndarray]:
