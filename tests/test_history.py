@@ -326,10 +326,10 @@ def test_sigkill_mid_run_keeps_the_database_sound_and_totals_carry_on(tmp_path: 
             newest = raw.execute("SELECT MAX(end_ts) FROM intervals").fetchone()[0]
         raw.close()
         # Everything committed survived, and at most one checkpoint period (5 s) plus one step was lost.
-        # One step of slack each way: the writer can be killed between committing a step and
-        # reporting it on stdout (seen: the database one step ahead of the last "tick" line),
-        # and, rarely, the last reported commit was one step ahead of the database.
-        assert commit_t - 1.0 <= newest <= tick_t + 1.0, (commit_t, newest, tick_t)
+        # The writer can be killed between committing a step and reporting it on stdout, so
+        # the database may be one step ahead of the last "tick" line it printed.
+        assert commit_t <= newest, (commit_t, newest)
+        assert newest <= tick_t + 1.0, (newest, tick_t)
         assert tick_t - newest <= 6.0, (tick_t, newest)
         with History(path) as h:
             assert h.integrity_check() == "ok"
