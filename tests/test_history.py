@@ -337,7 +337,8 @@ def test_sigkill_mid_run_keeps_the_database_sound_and_totals_carry_on(tmp_path: 
         total = sum(totals.seconds.values())
         # Today's totals carry on: this run's seconds are added to the previous runs'.
         assert total == pytest.approx(previous_total + (newest - start))
-        assert commit_alerts <= totals.alerts <= tick_alerts
+        # As above, the one step the writer did not report may have recorded one more alert.
+        assert commit_alerts <= totals.alerts <= tick_alerts + 1
         previous_total = total
         start = tick_t + 60  # the restart takes a minute of wall time; nothing is recorded for it
     # A fresh tracker restored from the history continues today's figures.
