@@ -189,6 +189,15 @@ class Publisher:
         with self._lock:
             self.connects += 1
             self._last_error = None
+            # Subscribe before announcing ourselves: the broker handles our packets in order,
+            # so anyone who has seen this connection's state can already reach us with a request.
+            for sub in self.subscriptions:
+                if self._v5:
+                    # Keep the retain flag on forwarded messages, so a retained command
+                    # published while we are subscribed is recognised and ignored too.
+                    client.subscribe(sub, options=SubscribeOptions(qos=1, retainAsPublished=True))
+                else:
+                    client.subscribe(sub, qos=1)
             client.publish(self.topics.availability, "online", qos=1, retain=True)
             flushed = set()
             while self._pending:
@@ -202,13 +211,6 @@ class Publisher:
             for topic, (payload, qos) in self._retained.items():
                 if (topic, payload) not in flushed:
                     client.publish(topic, payload, qos=qos, retain=True)
-            for sub in self.subscriptions:
-                if self._v5:
-                    # Keep the retain flag on forwarded messages, so a retained command
-                    # published while we are subscribed is recognised and ignored too.
-                    client.subscribe(sub, options=SubscribeOptions(qos=1, retainAsPublished=True))
-                else:
-                    client.subscribe(sub, qos=1)
             self.connected.set()
             self.ever_connected.set()
         log.info("connected to mqtt://%s:%d (%s)", self.address.host, self.address.port,
