@@ -142,6 +142,16 @@ def cpu_of(procs: list[psutil.Process]) -> float:
             pass
     return total
 
+
+def teardown(harness: "Harness | None", procs: list["Proc"], mosq: Any) -> None:
+    """Stop what a benchmark started, newest first, and close mosquitto's log."""
+    if harness is not None:
+        harness.close()
+    for p in reversed(procs):
+        p.stop()
+    mosq.stop()
+    mosq.log.close()
+
 class Proc:
     """A subprocess that prints a READY line; its CPU time is measured with psutil."""
 

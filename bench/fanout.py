@@ -142,12 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         harness = bk.Harness(mosq.port, bk.topics(), a.auth)
         phases = [phase(n, a, url, harness, pub, relay, mosq_ps) for n in (1, a.viewers)]
     finally:
-        if harness is not None:
-            harness.close()
-        for p in reversed(procs):
-            p.stop()
-        mosq.stop()
-        mosq.log.close()
+        bk.teardown(harness, procs, mosq)
 
     print(f"\nFan-out through WsRelay -> mosquitto 2.0.11 TCP, {a.fps:g} fps x {a.frame_bytes} B frames + "
           f"state at {a.state_hz:g}/s, {a.duration:g} s window per phase, {a.clients_per_proc} mqtt.js "

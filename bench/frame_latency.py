@@ -52,12 +52,7 @@ def run_path(path: str, a: argparse.Namespace) -> dict[str, Any]:
                 "ref_lat": ref.latency_ms, "relay_cpu": relay_cpu, "state_sent": len(ref.state_seqs),
                 "state_received": len(set(client["state_seqs"]) & set(ref.state_seqs))}
     finally:
-        if harness is not None:
-            harness.close()
-        for p in reversed(procs):
-            p.stop()
-        mosq.stop()
-        mosq.log.close()
+        bk.teardown(harness, procs, mosq)
 
 
 def node_result_or_partial(subs: bk.Proc, grace: float) -> dict[str, Any]:
