@@ -1,6 +1,8 @@
 """The MQTT boundary: paho-mqtt 2.x, publishing the topic contract and receiving requests.
 
-Owns the paho client and its network thread. It
+Owns the paho client and the network thread "deskpulse-mqtt" that runs it (paho's public
+`loop_forever`; a fresh client for every new session, so nothing paho queued for a dead
+session is ever resent behind newer messages). It
 - sets the last will `offline` on availability and publishes `offline` before a clean stop;
 - on every (re)connect publishes `online`, then what happened during the outage (state
   changes and alerts, in order, from a bounded queue), then every retained topic again;
@@ -12,13 +14,15 @@ Everything else in DeskPulse publishes through this class and never imports paho
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -82,6 +86,9 @@ def dumps(payload: Any) -> str:
     return json.dumps(payload, separators=(",", ":"), allow_nan=False)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
 class Publisher:
     def __init__(self, topics: Topics, address: BrokerAddress, client_id: str, *,
                  keepalive_s: int = 30, protocol: str = "auto", queue_size: int = 500,
@@ -99,17 +106,19 @@ class Publisher:
         self.connects = 0
         self.frames_dropped = 0
         self.incoming_dropped = 0
+        self.callback_errors = 0
         self._lock = threading.Lock()
         self._pending: deque[tuple[str, str, int, bool]] = deque(maxlen=queue_size)
         self._pending_overflowed = 0
-        # Ordered QoS 1 messages (state, alerts) handed to paho on this connection, oldest first.
+        # Ordered QoS 1 messages (state, alerts) handed to paho on this session, oldest first.
         self._unacked: deque[tuple[mqtt.MQTTMessageInfo, tuple[str, str, int, bool]]] = deque()
         self._retained: dict[str, tuple[str | bytes, int]] = {}
         self._last_frame: mqtt.MQTTMessageInfo | None = None
         self._last_error: str | None = None
         self._v5 = protocol in ("auto", "5")
         self._client = self._make_client()
-        self._stopping = False
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
 
     # --- lifecycle -------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
@@ -125,6 +134,9 @@ class Publisher:
         client.will_set(self.topics.availability, "offline", qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(self.reconnect_max_s)))
         client.max_queued_messages_set(0)
+        # A bug in a callback is logged and counted by _guarded; this keeps paho's loop alive
+        # even if something slips through.
+        client.suppress_exceptions = True
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -137,51 +149,95 @@ class Publisher:
             self._v5 = False
             self._client = self._make_client()
         log.info("connecting to mqtt://%s:%d as %s", self.address.host, self.address.port, self.client_id)
-        self._client.connect_async(self.address.host, self.address.port, keepalive=self.keepalive_s)
-        self._client.loop_start()
-        self._name_network_thread()
+        self._thread = threading.Thread(target=self._run, name="deskpulse-mqtt", daemon=True)
+        self._thread.start()
         return self
 
-    def _name_network_thread(self) -> None:
-        thread = getattr(self._client, "_thread", None)
-        if thread is not None:
-            thread.name = f"deskpulse-mqtt-{self.topics.device_id}"
+    def alive(self) -> bool:
+        """The network thread runs (it reconnects by itself for as long as it lives)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        """One paho client per session: connect (paho retries), serve it until it drops, repeat.
+
+        After a session that worked, the next client connects at once; after one that was
+        refused (bad password, protocol fallback), it waits 1, 2, 4... s up to reconnect_max_s.
+        """
+        delay = 0.0
+        while not self._stopping.is_set():
+            with self._lock:
+                client = self._client
+            connects = self.connects
+            client.connect_async(self.address.host, self.address.port, keepalive=self.keepalive_s)
+            try:
+                client.loop_forever(retry_first_connection=True)
+            except Exception:  # paho itself failed: count it, start a fresh client
+                self.callback_errors += 1
+                log.exception("MQTT network loop failed; starting a new client")
+            if self._stopping.is_set():
+                return
+            with self._lock:
+                self._client = self._make_client()
+            delay = 0.0 if self.connects > connects else min(max(1.0, delay * 2), self.reconnect_max_s)
+            if self._stopping.wait(delay):
+                return
 
     def stop(self, timeout: float = 3.0) -> None:
         """Publish offline, disconnect cleanly and end the network thread."""
-        self._stopping = True
+        self._stopping.set()
+        with self._lock:
+            client = self._client
         if self.connected.is_set():
-            info = self._client.publish(self.topics.availability, "offline", qos=1, retain=True)
+            info = client.publish(self.topics.availability, "offline", qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout)
             except (RuntimeError, ValueError):
                 log.warning("could not deliver 'offline' before stopping")
-        self._client.disconnect()
-        self._client.loop_stop()
+        elif self.ever_connected.is_set() and not self.alive():
+            self._offline_once(timeout)
+        client.disconnect()
+        if self._thread is not None:
+            self._thread.join(timeout + 2)
 
-    def _fallback_to_311(self) -> None:
-        """The broker refused MQTT 5 (amqtt and old brokers): reconnect with 3.1.1."""
-        log.info("broker does not speak MQTT 5; using MQTT 3.1.1")
-        self._v5 = False
-        old = self._client
-        self._client = self._make_client()
-        threading.Thread(target=self._swap_client, args=(old,), name="deskpulse-mqtt-fallback",
-                         daemon=True).start()
+    def _offline_once(self, timeout: float) -> None:
+        """Our network thread is gone: say `offline` through a short-lived client."""
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv311)
+        if self.address.username:
+            password = self.address.password.get_secret_value() if self.address.password else None
+            client.username_pw_set(self.address.username, password)
+        try:
+            client.connect(self.address.host, self.address.port, keepalive=10)
+            client.loop_start()
+            client.publish(self.topics.availability, "offline", qos=1, retain=True).wait_for_publish(timeout)
+        except (OSError, RuntimeError, ValueError) as exc:
+            log.warning("could not publish 'offline': %s", exc)
+        finally:
+            client.disconnect()
+            client.loop_stop()
 
-    def _swap_client(self, old: mqtt.Client) -> None:
-        old.disconnect()
-        old.loop_stop()
-        if not self._stopping:
-            self.start()
+    # --- paho callbacks (network thread: never block here, never raise) ------------------
+    @staticmethod
+    def _guarded(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(self: "Publisher", *args: Any) -> Any:
+            try:
+                return fn(self, *args)
+            except Exception:
+                self.callback_errors += 1
+                log.exception("error in MQTT callback %s", fn.__name__)
+                return None
+        return wrapper  # type: ignore[return-value]
 
-    # --- paho callbacks (network thread: never block here) -----------------------------
+    @_guarded
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode,
                     props: Properties | None = None) -> None:
         if client is not self._client:
             return
         if rc.is_failure:
             if self.protocol == "auto" and self._v5 and rc.getName() == "Unsupported protocol version":
-                self._fallback_to_311()
+                log.info("broker does not speak MQTT 5; using MQTT 3.1.1")
+                self._v5 = False
+                client.disconnect()  # _run starts a 3.1.1 client
                 return
             self._report(f"broker mqtt://{self.address.host}:{self.address.port} refused the connection: "
                          f"{rc.getName()} (check the username and password)")
@@ -201,8 +257,11 @@ class Publisher:
             client.publish(self.topics.availability, "online", qos=1, retain=True)
             flushed = set()
             while self._pending:
-                topic, payload, qos, retain = self._pending.popleft()
-                client.publish(topic, payload, qos=qos, retain=retain)
+                entry = self._pending.popleft()
+                topic, payload, qos, retain = entry
+                info = client.publish(topic, payload, qos=qos, retain=retain)
+                if qos > 0:
+                    self._unacked.append((info, entry))
                 if retain:
                     flushed.add((topic, payload))
             if self._pending_overflowed:
@@ -216,9 +275,11 @@ class Publisher:
         log.info("connected to mqtt://%s:%d (%s)", self.address.host, self.address.port,
                  "MQTT 5" if self._v5 else "MQTT 3.1.1")
 
+    @_guarded
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         self._report(f"cannot reach broker mqtt://{self.address.host}:{self.address.port} (retrying)")
 
+    @_guarded
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode,
                        props: Properties | None = None) -> None:
         if client is not self._client:
@@ -226,33 +287,24 @@ class Publisher:
         with self._lock:
             was = self.connected.is_set()
             self.connected.clear()
-            self._reclaim_unacked(client)
-        if was and not self._stopping:
+            # Ordered messages the broker never acknowledged go back to the head of the queue;
+            # this client (and whatever paho still holds for it) is dropped, so they are sent
+            # once, in order, on the next session.
+            unacked = [entry for info, entry in self._unacked if not info.is_published()]
+            self._unacked.clear()
+            if unacked:
+                log.info("%d unacknowledged message(s) queued again for the reconnect", len(unacked))
+                self._pending.extendleft(reversed(unacked))
+        if was and not self._stopping.is_set():
             log.warning("lost the broker connection (%s); reconnecting", rc.getName() if rc else "?")
-
-    def _reclaim_unacked(self, client: mqtt.Client) -> None:
-        """Move ordered messages the broker never acknowledged back to the head of the queue.
-
-        paho would resend them itself after the next CONNACK, but only after everything
-        on_connect publishes, so an old state would arrive after newer ones and remain the
-        retained value (a hung broker or a half-open link: tests/test_faults.py). paho has
-        no public call to forget queued messages; this uses its internals (pinned 2.2.0).
-        Runs in the network thread, the only one that processes acknowledgements.
-        """
-        with client._out_message_mutex:
-            client._out_messages.clear()
-            client._inflight_messages = 0
-        unacked = [entry for info, entry in self._unacked if not info.is_published()]
-        self._unacked.clear()
-        if unacked:
-            log.info("%d unacknowledged message(s) queued again for the reconnect", len(unacked))
-            self._pending.extendleft(reversed(unacked))
+        client.disconnect()  # ends loop_forever; _run starts a fresh client for the next session
 
     def _report(self, message: str) -> None:
         if message != self._last_error:
             log.error("%s", message)
             self._last_error = message
 
+    @_guarded
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         props = getattr(msg, "properties", None)
         incoming = Incoming(
@@ -316,19 +368,24 @@ class Publisher:
         if last is not None and not last.is_published() and last.rc == mqtt.MQTT_ERR_SUCCESS:
             self.frames_dropped += 1
             return False
-        self._last_frame = self._client.publish(topic, jpeg, qos=0, retain=False)
+        with self._lock:
+            self._last_frame = self._client.publish(topic, jpeg, qos=0, retain=False)
         return True
 
-    def respond(self, incoming: Incoming, topic: str, payload: dict[str, Any]) -> None:
-        """Answer a request: MQTT 5 response topic + correlation data when given."""
+    def respond(self, incoming: Incoming, verb: str, payload: dict[str, Any], own_topic: bool = False) -> None:
+        """Answer a request on .../response/<verb>, or on the MQTT 5 response topic the
+        requester named (with its correlation data) when that is under this device's
+        response/ as well. Anything else is never published to."""
         text = dumps(payload)
-        if incoming.response_topic and self._v5:
+        topic = self.topics.response(verb)
+        props = None
+        if self._v5 and incoming.response_topic and not own_topic and self.topics.is_response(incoming.response_topic):
+            topic = incoming.response_topic
             props = Properties(PacketTypes.PUBLISH)
             if incoming.correlation_data is not None:
                 props.CorrelationData = incoming.correlation_data
-            self._client.publish(incoming.response_topic, text, qos=1, properties=props)
-            return
-        self._client.publish(topic, text, qos=1, retain=False)
+        with self._lock:
+            self._client.publish(topic, text, qos=1, retain=False, properties=props)
 
     def republish(self, topics: list[str]) -> None:
         """Send these remembered retained topics again, in this order (Home Assistant restarts)."""

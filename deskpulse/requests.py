@@ -120,7 +120,7 @@ def parse_payload(raw: bytes) -> dict[str, Any]:
     return value
 
 
-def _best_effort_transaction(raw: bytes) -> Any:
+def best_effort_transaction(raw: bytes) -> Any:
     """The top-level "transaction" of a payload that was refused, if it has a sane one."""
     if len(raw) > MAX_PAYLOAD:
         return None
@@ -160,7 +160,7 @@ class Router:
             if transaction is None and (route is None or not route.raw):
                 # Still echo it (unknown verb, nested too deeply), so the caller can tell which
                 # request was refused.
-                transaction = _best_effort_transaction(raw)
+                transaction = best_effort_transaction(raw)
             log.info("request %s from %s -> error: %s", verb, origin, exc)
             send(error(str(exc), transaction))
             return

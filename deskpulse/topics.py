@@ -61,6 +61,12 @@ class Topics:
     def response(self, verb: str) -> str:
         return f"{self.base}/response/{verb}"
 
+    def is_response(self, topic: str) -> bool:
+        """True for a concrete topic under this device's response/ (where answers may go)."""
+        head = self.response("")
+        return (topic.startswith(head) and len(topic) > len(head) and "+" not in topic
+                and "#" not in topic and "\0" not in topic)
+
     def verb_of(self, topic: str) -> str | None:
         """The verb of a request topic of this device, or None."""
         head = f"{self.base}/request/"
