@@ -17,13 +17,13 @@ import threading
 from datetime import date
 from typing import Any, Callable
 
-from . import discovery, settings
+from . import discovery, settings, storage
 from .broker import EmbeddedBroker, broker_answers
 from .calibration import BaselineStore
 from .capture import Capture, Opener
 from .clock import Clock
 from .commands import register
-from .config import BrokerAddress, Config
+from .config import BrokerAddress, Config, Layered
 from .configwatch import ConfigWatcher
 from .errors import RequestError
 from .ha import HomeAssistant
@@ -35,7 +35,7 @@ from .pose import MediaPipePose, PoseEstimator
 from .publisher import Incoming, Publisher
 from .recorder import Recorder
 from .requests import Reply, Router
-from .settings import SettingsStore
+from .settings import RuntimeConfig, SettingsStore
 from .stream import FrameStream
 from .topics import Topics
 
@@ -85,13 +85,15 @@ class AgentControl:
         self._pipeline.call(lambda: self._pipeline.do_set_lease(lease_s))
 
     def apply_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
-        new = settings.apply(self.config(), changes)  # validated here; nothing changes on error
-        applied = self._pipeline.call(lambda: self._pipeline.do_apply_config(new))
+        pipeline, runtime = self._pipeline, self._agent.runtime
+        applied = pipeline.call(lambda: pipeline.do_apply_config(runtime.set(pipeline.config, changes)))
         log.info("settings changed: %s", settings.current(applied))
         return {"settings": settings.current(applied)}
 
     def settings(self) -> dict[str, Any]:
-        return {"settings": settings.current(self.config()), "descriptions": settings.RUNTIME_KEYS}
+        described = self._agent.runtime.describe()
+        return {"settings": settings.current(self.config()), "descriptions": settings.RUNTIME_KEYS,
+                "sources": {k: d["source"] for k, d in described.items()}}
 
     def history(self, start: date, end: date) -> list[dict[str, Any]]:
         assert self._agent.recorder is not None
@@ -105,10 +107,10 @@ class AgentControl:
 class Agent:
     def __init__(self, config: Config, *, estimator: PoseEstimator | None = None,
                  opener: Opener | None = None, clock: Clock | None = None,
-                 watcher: ConfigWatcher | None = None) -> None:
+                 watcher: ConfigWatcher | None = None, runtime: RuntimeConfig | None = None) -> None:
         self.clock = clock or Clock()
-        self.settings_store = SettingsStore(config.data_dir)
-        self.config = self.settings_store.load(config)
+        self.runtime = runtime or RuntimeConfig(Layered(config), SettingsStore(storage.device_dir(config)))
+        self.config = config
         self.watcher = watcher
         self.topics = Topics(self.config.mqtt.prefix, self.config.device_id)
         self._estimator = estimator
@@ -131,7 +133,7 @@ class Agent:
     # --- lifecycle -------------------------------------------------------------------
     def start(self) -> "Agent":
         cfg = self.config
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        directory = storage.prepare(cfg)
         if self._estimator is None:
             self._estimator = MediaPipePose()
         address, self.embedded = resolve_broker(cfg)
@@ -143,15 +145,15 @@ class Agent:
             queue_size=cfg.mqtt.queue_size, reconnect_max_s=cfg.mqtt.reconnect_max_s,
             extra_subscriptions=(ha_status,) if ha_status else (),
         )
-        self.recorder = Recorder(cfg, publisher, self.topics, db_path(cfg.data_dir, cfg.history.path))
+        self.recorder = Recorder(cfg, publisher, self.topics, db_path(directory, cfg.history.path))
         self.recorder.open(self.clock.wall(), self.clock.mono())
         self.ha = HomeAssistant(cfg, publisher, self.topics, discovery.record_path(cfg))
         self.capture = Capture(cfg.camera, opener=self._opener)
         self.pipeline = pipeline = Pipeline(
             cfg, clock=self.clock, topics=self.topics, capture=self.capture, estimator=self._estimator,
             publisher=publisher, recorder=self.recorder, ha=self.ha,
-            stream=FrameStream(cfg, publisher, self.topics), baselines=BaselineStore(cfg.data_dir),
-            pause_store=PauseStore(cfg.data_dir), apply_config=self._persist_config,
+            stream=FrameStream(cfg, publisher, self.topics), baselines=BaselineStore(directory),
+            pause_store=PauseStore(directory), apply_config=self._persist_config,
             poll_config=self.watcher.poll if self.watcher is not None else None)
         pipeline.threads_alive = self._threads_alive
         self.inbox = Inbox(publisher, self.topics, self.router, on_status=self._on_ha_status, status_topic=ha_status)
@@ -172,7 +174,6 @@ class Agent:
         assert self.pipeline is not None and self.ha is not None
         self.pipeline.stream.config = new
         self.ha.config = new
-        self.settings_store.save(new)
         return new
 
     def _on_ha_status(self, msg: Incoming) -> None:
@@ -202,9 +203,10 @@ class Agent:
             self.embedded.stop()
         log.info("stopped")
 
-    def wait(self, stop: threading.Event) -> int:
-        """Block until `stop` is set (signal) or a thread dies. Returns the exit code."""
-        checks: dict[str, Callable[[], bool]] = {
+    def wait(self, stop: threading.Event, also: dict[str, Callable[[], bool]] | None = None) -> int:
+        """Block until `stop` is set (signal) or a thread dies (ours, or one of `also`:
+        name -> alive(), e.g. the dashboard's server in `deskpulse up`). Returns the exit code."""
+        checks: dict[str, Callable[[], bool]] = {**(also or {}),
             "deskpulse-pipeline": lambda: bool(self.pipeline and self.pipeline.alive()),
             "deskpulse-requests": lambda: bool(self.inbox and self.inbox.alive()),
             "deskpulse-capture": lambda: bool(self.capture and self.capture.alive()),

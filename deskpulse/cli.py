@@ -32,10 +32,16 @@ def setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    debug = level == "debug"
     # Third-party chatter stays at warning unless we debug.
-    for noisy in ("amqtt", "transitions", "werkzeug", "websockets"):
-        logging.getLogger(noisy).setLevel(logging.WARNING if level != "debug" else logging.INFO)
-    os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ logging
+    for noisy in ("transitions", "werkzeug", "websockets"):
+        logging.getLogger(noisy).setLevel(logging.INFO if debug else logging.WARNING)
+    # The embedded amqtt broker warns twice about every client it turns away: another agent's
+    # MQTT 5 probe ("Invalid protocol ...: 5", after which paho falls back to 3.1.1), a port
+    # check that closes before CONNECT. Those clients report their own failures.
+    logging.getLogger("amqtt").setLevel(logging.INFO if debug else logging.ERROR)
+    # glog and TensorFlow read these; MediaPipe 0.10.18's absl lines do not (deskpulse/nativelog.py).
+    os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -66,16 +72,28 @@ def _signals(stop: threading.Event) -> None:
 
 
 def cmd_run(args: argparse.Namespace, with_web: bool = False) -> int:
+    from . import storage
+    from .config import load_layers
+    from .settings import RuntimeConfig, SettingsStore, with_saved
+
     overrides = {"camera.source": args.source, "mqtt.broker": args.broker, "device_id": args.device_id}
-    config = _load(args, **overrides)
-    setup_logging(args.log_level or config.log_level)
+    path = _config_path(args)
+    layers = load_layers(path, overrides)
+    setup_logging(args.log_level or layers.config.log_level)
+    try:
+        directory = storage.prepare(layers.config)
+    except OSError as exc:
+        log.error("cannot use the data dir %s: %s", layers.config.data_dir, exc)
+        return EXIT_FAIL
+    store = SettingsStore(directory)
+    runtime = RuntimeConfig(with_saved(layers, store), store)
+    config = runtime.layers.config
     from .agent import Agent
     from .configwatch import ConfigWatcher
 
     stop = threading.Event()
     _signals(stop)
-    path = _config_path(args)
-    agent = Agent(config, watcher=ConfigWatcher(Path(path), overrides) if path else None)
+    agent = Agent(config, runtime=runtime, watcher=ConfigWatcher(runtime) if path else None)
     web = None
     try:
         agent.start()
@@ -84,8 +102,8 @@ def cmd_run(args: argparse.Namespace, with_web: bool = False) -> int:
 
             addr = agent.broker_address
             web = WebServer(config, relay_target=(addr.host, addr.port)).start()
-            log.info("dashboard: http://localhost:%d/", web.port)
-        code = agent.wait(stop)
+            print(web.banner(), flush=True)
+        code = agent.wait(stop, also={"deskpulse-web": web.alive} if web is not None else None)
     except DeskPulseError as exc:
         log.error("%s", exc)
         code = EXIT_FAIL
@@ -108,10 +126,16 @@ def cmd_web(args: argparse.Namespace) -> int:
     except DeskPulseError as exc:
         log.error("%s", exc)
         return EXIT_FAIL
-    log.info("dashboard: http://%s:%d/", config.web.host, server.port)
-    stop.wait()
+    print(server.banner(), flush=True)
+    code = server.wait(stop)  # 1 if the relay or the HTTP server dies
     server.stop()
-    return EXIT_OK
+    return code
+
+
+def cmd_passwd(args: argparse.Namespace) -> int:
+    from .passwd import passwd_command
+
+    return passwd_command(_load(args), from_stdin=args.stdin)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -157,10 +181,11 @@ def cmd_ha_remove(args: argparse.Namespace) -> int:
     from . import discovery
     from .mqttclient import connect, target_address
 
-    config = _load(args, **{"mqtt.broker": args.broker})
+    # The device to remove (default: the configured one); its own record lists what it published.
+    config = _load(args, **{"mqtt.broker": args.broker, "device_id": args.device_id})
     setup_logging(args.log_level or "warning")
     path = discovery.record_path(config)
-    messages = discovery.removal_messages(config, args.device_id, previous=discovery.read_published(path))
+    messages = discovery.removal_messages(config, None, previous=discovery.read_published(path))
     client = connect(target_address(config))
     try:
         for topic, payload in messages:
@@ -168,12 +193,12 @@ def cmd_ha_remove(args: argparse.Namespace) -> int:
     finally:
         client.disconnect()
         client.loop_stop()
-    if args.device_id in (None, config.device_id):
+    if path.exists():
         try:
             discovery.write_published(path, [])
         except OSError as exc:
             print(f"warning: could not clear {path}: {exc}", file=sys.stderr)
-    print(f"removed {len(messages)} Home Assistant discovery topics for {args.device_id or config.device_id}")
+    print(f"removed {len(messages)} Home Assistant discovery topics for {config.device_id}")
     return EXIT_OK
 
 
@@ -222,6 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("web", help="serve the dashboard and the browsers' broker relay")
     _add_common(p)
     p.set_defaults(func=cmd_web)
+
+    p = sub.add_parser("passwd", help="set the dashboard password (asks twice; --stdin for scripts)")
+    _add_common(p)
+    p.add_argument("--stdin", action="store_true", help="read the new password from standard input")
+    p.set_defaults(func=cmd_passwd)
 
     p = sub.add_parser("check-config", help="validate a config file; exit 2 with one line per problem")
     _add_common(p)

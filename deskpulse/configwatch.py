@@ -1,8 +1,11 @@
 """Notices when the config file is edited while the agent runs.
 
-A valid edit applies the runtime settings it changes (the same keys as `config/set`) and
-names the keys that need a restart; an invalid edit is reported, one line per problem, and
-the running configuration stays: a typo never stops monitoring. Checked by mtime, a few
+An edit changes only the keys that were edited: the old file layer is compared with the new
+one, never with the running config, so values set through `config/set` (the settings layer),
+the environment or the flags stay as they are. An edited runtime key (the keys of
+`config/set`) applies at once unless a higher layer sets it, which is logged; any other
+edited key is named as needing a restart. An invalid edit is reported, one line per problem,
+and the running configuration stays: a typo never stops monitoring. Checked by mtime, a few
 seconds apart, from the pipeline's periodic tick (no thread of its own).
 """
 
@@ -15,38 +18,39 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import settings
-from .config import Config, load_config
-from .errors import ConfigError, RequestError
+from .config import Config, load_layers, read_file_layer
+from .errors import ConfigError
+from .settings import RuntimeConfig
 
 log = logging.getLogger(__name__)
 
-
-def _flat(config: Config) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in config.model_dump().items():
-        if isinstance(value, dict):
-            out.update({f"{key}.{k}": v for k, v in value.items()})
-        else:
-            out[key] = value
-    return out
+_MISSING = object()
 
 
 class ConfigWatcher:
-    def __init__(self, path: Path, overrides: Mapping[str, Any], interval_s: float = 2.0) -> None:
-        self.path = path
-        self.overrides = dict(overrides)
+    def __init__(self, runtime: RuntimeConfig | Path, overrides: Mapping[str, Any] | None = None,
+                 interval_s: float = 2.0) -> None:
+        if isinstance(runtime, Path):
+            # Transitional, for the composition root until it builds a RuntimeConfig: layers of
+            # the file, the environment and these flags, without the settings layer.
+            runtime = RuntimeConfig(load_layers(runtime, overrides or {}))
+        if runtime.layers.path is None:
+            raise ValueError("there is no config file to watch")
+        self.runtime = runtime
+        self.path = runtime.layers.path
         self.interval_s = interval_s
         self._mtime = self._stat()
         self._next = time.monotonic() + interval_s
 
-    def _stat(self) -> float | None:
+    def _stat(self) -> int | None:
         try:
             return os.stat(self.path).st_mtime_ns
         except OSError:
             return None
 
     def poll(self, running: Config) -> Config | None:
-        """A new running config if the file changed validly, else None."""
+        """`running` with the edited runtime keys applied, if the file changed validly and
+        some applied; else None."""
         now = time.monotonic()
         if now < self._next:
             return None
@@ -56,23 +60,31 @@ class ConfigWatcher:
             return None
         self._mtime = mtime
         try:
-            edited = load_config(self.path, self.overrides)
+            old, new = self.runtime.replace_file(read_file_layer(self.path))
         except ConfigError as exc:
             for line in exc.problems:
                 log.error("config edited but invalid, keeping the running configuration: %s", line)
             return None
-        old, new = _flat(running), _flat(edited)
-        changed = sorted(k for k in new if new[k] != old.get(k))
-        live = {k: new[k] for k in changed if k in settings.RUNTIME_KEYS}
-        restart = [k for k in changed if k not in settings.RUNTIME_KEYS]
+        before, after = old.flat("file"), new.flat("file")
+        edited = sorted(k for k in before.keys() | after.keys()
+                        if before.get(k, _MISSING) != after.get(k, _MISSING))
+        live: list[str] = []
+        restart: list[str] = []
+        for key in edited:
+            source = new.source_of(key)
+            if source in ("settings", "env", "flag"):
+                hint = "; config/set it to the file's value to hand it back to the file" if source == "settings" else ""
+                log.warning("config edited: %s stays %s, set by the %s, which takes precedence over the file%s",
+                            key, new.value(key) if key in settings.RUNTIME_KEYS else "as it is",
+                            new.origin_of(key), hint)
+            elif key in settings.RUNTIME_KEYS:
+                live.append(key)
+            else:
+                restart.append(key)
         if restart:
             log.warning("config edited: %s take effect after a restart", ", ".join(restart))
         if not live:
             return None
-        try:
-            updated = settings.apply(running, live)
-        except RequestError as exc:  # validated above; kept for safety
-            log.error("config edited but not applied: %s", exc)
-            return None
-        log.info("config edited: applied %s", ", ".join(f"{k}={v}" for k, v in live.items()))
+        updated = self.runtime.onto(running, live)
+        log.info("config edited: applied %s", ", ".join(f"{k}={new.value(k)}" for k in live))
         return updated

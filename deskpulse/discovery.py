@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from .config import Config
 from .files import write_json_atomic
+from .storage import device_dir
 from .topics import POSTURES, Topics
 
 __all__ = [
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 HA_ONLINE = "online"
 REDISCOVERY_DELAY_S = (1.0, 5.0)
 
-# Under config.data_dir: the discovery topics last published, one JSON list.
+# In the device's directory (storage.device_dir): the discovery topics last published, one JSON list.
 RECORD_NAME = "ha-discovery.json"
 
 NODE_PREFIX = "deskpulse_"
@@ -92,10 +93,13 @@ def _attrs(fields: Iterable[str]) -> str:
     return f"{{{{ {{{items}}} | tojson }}}}"
 
 
+# A missing or unexpected posture renders 'unknown', not none: Home Assistant 2024.3 shows a
+# text sensor's "None" as that very text (tests/ha/test_ha_core.py), while 'unknown' is one of
+# the options and Home Assistant's own unknown state on every version.
 _POSTURE_TEMPLATE = (
     "{{ value_json.posture if value_json.posture in "
     + "[" + ", ".join(f"'{p}'" for p in POSTURES) + "]"
-    + " else none }}"
+    + " else 'unknown' }}"
 )
 _BAD_TEMPLATE = (
     "{{ none if value_json.posture is not string "
@@ -355,7 +359,8 @@ def stale_messages(previous: Iterable[str], current: Iterable[str]) -> list[tupl
 
 
 def record_path(config: Config) -> Path:
-    return config.data_dir / RECORD_NAME
+    """This device's record of its published discovery topics (never another device's)."""
+    return device_dir(config) / RECORD_NAME
 
 
 def read_published(path: Path) -> list[str]:

@@ -1,4 +1,4 @@
-"""The posture history: a SQLite database in WAL mode under the data directory.
+"""The posture history: a SQLite database in WAL mode in the device's directory.
 
 Owns the file and its schema: posture intervals (one row per state change; the open
 interval's row is rewritten by `checkpoint` every few seconds, so kill -9 loses at most
@@ -74,9 +74,9 @@ class HistoryCorrupt(HistoryError):
     """The file exists but is not a healthy SQLite database."""
 
 
-def db_path(data_dir: Path, configured: Path | None = None) -> Path:
-    """history.path if set, else <data_dir>/history.sqlite3."""
-    return configured if configured is not None else Path(data_dir) / DB_NAME
+def db_path(directory: Path, configured: Path | None = None) -> Path:
+    """history.path if set, else <directory>/history.sqlite3 (directory: storage.device_dir)."""
+    return configured if configured is not None else Path(directory) / DB_NAME
 
 
 def resolve_timezone(name: str = "") -> tzinfo:

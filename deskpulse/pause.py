@@ -1,7 +1,8 @@
 """Pause state: whether monitoring is paused and until when, persisted across restarts.
 
 A pause with an end (a snooze) survives an agent restart until it expires; a pause
-without an end lasts until `resume`. Stored as pause.json under the data dir.
+without an end lasts until `resume`. Stored as pause.json in the device's directory
+(storage.device_dir), so pausing one desk never pauses another on the same host.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ class PauseState:
         return self.paused and self.until is not None and now >= self.until
 
 
+PAUSE_NAME = "pause.json"
+
+
 class PauseStore:
-    def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / "pause.json"
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / PAUSE_NAME
 
     def load(self, now: float) -> PauseState:
         try:

@@ -126,6 +126,8 @@ class Publisher:
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
+            # A lost session ends loop_forever; _run then starts a fresh client (see _run).
+            reconnect_on_failure=False,
             **({} if self._v5 else {"clean_session": True}),
         )
         if self.address.username:
@@ -236,8 +238,7 @@ class Publisher:
         if rc.is_failure:
             if self.protocol == "auto" and self._v5 and rc.getName() == "Unsupported protocol version":
                 log.info("broker does not speak MQTT 5; using MQTT 3.1.1")
-                self._v5 = False
-                client.disconnect()  # _run starts a 3.1.1 client
+                self._v5 = False  # the broker closes the connection; _run starts a 3.1.1 client
                 return
             self._report(f"broker mqtt://{self.address.host}:{self.address.port} refused the connection: "
                          f"{rc.getName()} (check the username and password)")
@@ -297,7 +298,7 @@ class Publisher:
                 self._pending.extendleft(reversed(unacked))
         if was and not self._stopping.is_set():
             log.warning("lost the broker connection (%s); reconnecting", rc.getName() if rc else "?")
-        client.disconnect()  # ends loop_forever; _run starts a fresh client for the next session
+        # reconnect_on_failure=False: loop_forever returns now and _run starts a fresh client.
 
     def _report(self, message: str) -> None:
         if message != self._last_error:

@@ -1,7 +1,9 @@
 """`deskpulse stats`: a per-day table of good %, bad minutes and alerts from the history.
 
-Opens the database read-only, so it is safe while the agent runs. Owns the table format and
-the command's argument checks; the CLI only parses `--days` and calls `stats_command`.
+Reads the configured device's history (`<data_dir>/<device_id>/history.sqlite3`, or
+history.path; an older single-device one until the agent has moved it). Opens the database
+read-only, so it is safe while the agent runs. Owns the table format and the command's
+argument checks; the CLI only parses `--days` and calls `stats_command`.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import time
 from datetime import timedelta, tzinfo
 from typing import Any, TextIO
 
+from . import storage
 from .config import Config
-from .history import MAX_RANGE_DAYS, History, HistoryError, db_path, resolve_timezone
+from .history import DB_NAME, MAX_RANGE_DAYS, History, HistoryError, resolve_timezone
 from .tracker import local_date
 
 __all__ = ["format_stats_table", "stats_command"]
@@ -61,7 +64,7 @@ def stats_command(
     tz = tz or resolve_timezone(config.history.timezone)
     today = local_date(now, tz)
     start = today - timedelta(days=days - 1)
-    path = db_path(config.data_dir, config.history.path)
+    path = config.history.path or storage.find(config, DB_NAME)
     if not path.exists():
         # The agent creates it on its first run; an empty history is not an error.
         err.write(f"deskpulse stats: no history yet ({path} does not exist; the agent creates it)\n")

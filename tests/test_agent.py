@@ -136,7 +136,7 @@ def test_calibrate_from_the_cli_saves_a_baseline(broker, recorder, tmp_path: Pat
                              capture_output=True, text=True, env=agent_env(), cwd=str(ROOT), timeout=60)
         assert res.returncode == 0, res.stderr
         assert "collecting" in res.stdout and "calibrated:" in res.stdout
-        saved = json.loads((data / "calibration-front.json").read_text())
+        saved = json.loads((data / "e2e7" / "calibration-front.json").read_text())
         assert saved["calibrated"] is True and 0.5 < saved["head_height"] < 0.9
         recorder.wait_topic(t.state, lambda m: m.json()["calibrated"] is True)
 

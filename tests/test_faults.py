@@ -39,7 +39,7 @@ retry_max_s = 1.0
 health_interval_s = 1.0
 """
 NO_HA = "[homeassistant]\nenabled = false\n"
-POSTURE_LOG = re.compile(r"deskpulse\.agent: posture (\w+)")
+POSTURE_LOG = re.compile(r"deskpulse\.pipeline: posture (\w+)")
 
 
 def black_jpeg() -> bytes:
@@ -249,8 +249,8 @@ def test_sigkill_and_restart_keep_history_intact(broker, recorder, tmp_path: Pat
         assert again.wait() == 0
     finally:
         again.stop()
-    db = data / "history.sqlite3"
-    assert not list(data.glob("history.sqlite3.corrupt-*")) and "corrupt" not in again.log()
+    db = data / "flt3" / "history.sqlite3"
+    assert not list(db.parent.glob("history.sqlite3.corrupt-*")) and "corrupt" not in again.log()
     con = sqlite3.connect(db)
     try:
         assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
@@ -384,7 +384,8 @@ def test_corrupt_calibration_settings_and_history_each_warn_once(broker, recorde
         assert log.count("ignoring calibration file") == 1
         assert log.count("settings file") == 1
         assert log.count("history database is corrupt") == 1 and "history disabled" not in log
-        assert len(list(data.glob("history.sqlite3.corrupt-*"))) == 1
+        # The old single-device files were moved into the device's own directory first.
+        assert len(list((data / "flt5").glob("history.sqlite3.corrupt-*"))) == 1
         assert "Traceback" not in log
         # The fresh history works: the request that reads it answers ok.
         mark = recorder.mark()

@@ -85,17 +85,26 @@ def test_discovery_restart_commands_and_removal(broker, tmp_path: Path) -> None:
 
 
 def test_renamed_device_leaves_no_ghost_entities(broker, tmp_path: Path) -> None:
+    """A rename is `ha-remove --device-id OLD`: the agent can't tell a rename from a second
+    desk, and it never clears another desk's entities by itself (tests/test_two_desks.py)."""
     data = tmp_path / "d"
     ha = Recorder(broker.port, "homeassistant/#")
     try:
-        with AgentProcess(broker.port, "demo", "oldname", data):
+        with AgentProcess(broker.port, "demo", "oldname", data) as old_agent:
             ha.wait_for(lambda m: "deskpulse_oldname" in m.topic and m.payload, timeout=60)
         mark = ha.mark()
         with AgentProcess(broker.port, "demo", "newname", data):
             ha.wait_for(lambda m: "deskpulse_newname" in m.topic and m.payload, start=mark, timeout=60)
+            assert not [m for m in ha.messages[mark:] if "deskpulse_oldname" in m.topic]
+            res = subprocess.run([sys.executable, "-m", "deskpulse", "ha-remove", "--config", str(data / "deskpulse.toml"),
+                                  "--broker", f"mqtt://127.0.0.1:{broker.port}", "--device-id", "oldname"],
+                                 capture_output=True, text=True, env=agent_env(), cwd=str(ROOT), timeout=60)
+            assert res.returncode == 0, res.stderr
             old = set(discovery.discovery_topics("homeassistant", "oldname"))
             for topic in old:
                 ha.wait_topic(topic, lambda m: m.payload == b"", start=mark, timeout=30)
+            assert not [m for m in ha.messages[mark:] if "deskpulse_newname" in m.topic and m.payload == b""]
+        assert old_agent.log()  # the old desk really ran
     finally:
         ha.close()
     assert load_config(data / "deskpulse.toml", {}, {}).homeassistant.enabled

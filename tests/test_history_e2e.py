@@ -60,7 +60,7 @@ def test_sigkill_mid_run_keeps_the_database_intact_and_totals_carry_on(broker, r
     source = str(astronaut(tmp_path / "a.jpg"))
     last = run_then_kill(broker.port, recorder, "hist1", source, data_dir)
     before = good_s(last)
-    db = data_dir / "history.sqlite3"
+    db = data_dir / "hist1" / "history.sqlite3"
     assert integrity(db) == "ok"
 
     mark = recorder.mark()

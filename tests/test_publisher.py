@@ -74,3 +74,50 @@ def test_queue_is_bounded(broker) -> None:
     for seq in range(10):
         pub.publish_state({"seq": seq})
     assert pub.pending() == 3
+
+
+class BuggyPublisher(Publisher):
+    """A publisher whose message callback has a bug for one topic (a fault injection:
+    what must survive it is paho's real network thread)."""
+
+    @Publisher._guarded
+    def _on_message(self, client, userdata, msg) -> None:  # type: ignore[override]
+        if msg.topic.endswith("/request/boom"):
+            raise RuntimeError("a bug in a callback")
+        Publisher._on_message(self, client, userdata, msg)
+
+
+def test_an_exception_in_a_callback_is_counted_and_never_ends_the_network_thread(broker, recorder) -> None:
+    pub = BuggyPublisher(T, BrokerAddress(host="127.0.0.1", port=broker.port), "deskpulse-pub1", reconnect_max_s=1)
+    pub.start()
+    try:
+        assert pub.connected.wait(10)
+        for _ in range(3):
+            recorder.publish(T.request("boom"), "{}")
+        recorder.publish(T.request("pause"), "{}")
+        assert pub.incoming.get(timeout=10).topic == T.request("pause")
+        assert pub.callback_errors == 3 and pub.alive()
+        pub.publish_state({"posture": "good", "seq": 7})
+        recorder.wait_topic(T.state, lambda m: m.json()["seq"] == 7)
+    finally:
+        pub.stop()
+    assert not pub.alive()
+
+
+def test_a_session_that_drops_gets_a_fresh_client_and_nothing_old_is_resent(broker, recorder) -> None:
+    proxy = TcpProxy(broker.port).start()
+    pub = make(proxy.port)
+    pub.start()
+    try:
+        assert pub.connected.wait(10)
+        first = pub._client  # which object serves the session is what this test is about
+        proxy.cut()
+        recorder.wait_topic(T.availability, lambda m: m.payload == b"offline")
+        mark = recorder.mark()
+        pub.publish_state({"posture": "bad", "seq": 2})
+        proxy.restore()
+        recorder.wait_topic(T.state, lambda m: m.json()["seq"] == 2, start=mark)
+        assert pub._client is not first and pub.connects == 2 and pub.alive()
+    finally:
+        pub.stop()
+        proxy.stop()

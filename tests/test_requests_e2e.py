@@ -138,8 +138,8 @@ def test_pause_minutes_releases_the_camera_and_resume_brings_it_back(broker, rec
         assert resumed["until"] is None
         # Resuming twice is harmless.
         assert ok(c.call("resume")) == {"paused": False}
-        assert not (tmp_path / "d" / "pause.json").exists() or \
-            json.loads((tmp_path / "d" / "pause.json").read_text())["paused"] is False
+        assert not (tmp_path / "d" / "rq1" / "pause.json").exists() or \
+            json.loads((tmp_path / "d" / "rq1" / "pause.json").read_text())["paused"] is False
         clean_log(agent)
 
 
@@ -172,7 +172,7 @@ def test_pause_validates_minutes(broker, recorder, tmp_path: Path) -> None:
         assert "unknown field(s): x" in err(c.call("resume", {"x": 1}))
         # Nothing changed: no paused state was ever published.
         assert not [m for m in recorder.messages[mark:] if m.topic == c.t.state and m.json()["posture"] == "paused"]
-        assert not (tmp_path / "d" / "pause.json").exists()
+        assert not (tmp_path / "d" / "rq3" / "pause.json").exists()
 
 
 # ---------- calibrate ----------
@@ -207,7 +207,7 @@ def test_calibrate_with_nobody_in_view_says_so(broker, recorder, tmp_path: Path)
         tx = c.send("calibrate", {"seconds": 1.5})
         message = err(c.final("calibrate", tx, timeout=30, start=start))
         assert message.startswith("no person visible")
-        assert not (tmp_path / "d" / "calibration-front.json").exists()
+        assert not (tmp_path / "d" / "rq5" / "calibration-front.json").exists()
         # A second calibration while one runs is refused; after the failure a new one may start.
         tx1 = c.send("calibrate", {"seconds": 3})
         assert "already running" in err(c.call("calibrate", {"seconds": 3}))
@@ -255,14 +255,14 @@ def test_config_set_is_validated_applied_and_persisted(broker, recorder, tmp_pat
             assert key in err(c.call("config/set", body)), body
         assert "expected a JSON object of settings" in err(c.call("config/set", {}))
         assert ok(c.call("config/get"))["settings"] == before
-        assert not (data_dir / "settings.json").exists()
+        assert not (data_dir / "rq7" / "settings.json").exists()
 
         change = {"alerts.bad_posture_minutes": 15, "alerts.cooldown_minutes": 2.5, "posture.sensitivity": 1.5}
         applied = ok(c.call("config/set", change))["settings"]
         assert {k: applied[k] for k in change} == change
         # Applied without a restart: the running agent reports the new values and keeps going.
         assert ok(c.call("config/get"))["settings"] == applied
-        saved = json.loads((data_dir / "settings.json").read_text())
+        saved = json.loads((data_dir / "rq7" / "settings.json").read_text())
         assert {k: saved[k] for k in change} == change
         assert "settings changed" in agent.log()
         assert "unknown field(s): x" in err(c.call("config/get", {"x": 1}))
@@ -347,7 +347,7 @@ def test_retained_requests_are_ignored(broker, recorder, tmp_path: Path) -> None
             assert "ignoring retained request on deskpulse/rq10/request/pause" in agent.log()
             states = [m.json() for m in recorder.messages[start:] if m.topic == c.t.state]
             assert states and not [s for s in states if s["posture"] == "paused"], states
-            assert not (tmp_path / "d" / "pause.json").exists()
+            assert not (tmp_path / "d" / "rq10" / "pause.json").exists()
     finally:
         recorder.publish(c.t.request("pause"), b"", retain=True)  # clear it on the broker
     # Nothing retained is left behind for the next subscriber.
@@ -586,7 +586,7 @@ def test_hypothesis_malformed_payloads_are_all_answered_and_the_agent_keeps_goin
 def test_mqtt5_response_topic_and_correlation_data_are_honoured(tmp_path: Path) -> None:
     with Mosquitto() as mosq:
         t = Topics("deskpulse", "rq5v")
-        rec = Recorder(mosq.port, ["deskpulse/rq5v/#", "replies/#"], protocol=mqtt.MQTTv5)
+        rec = Recorder(mosq.port, ["deskpulse/rq5v/#"], protocol=mqtt.MQTTv5)
         try:
             with AgentProcess(mosq.port, "demo", "rq5v", tmp_path / "d") as agent:
                 rec.wait_topic(t.state, lambda m: m.json()["camera"] == "ok", timeout=START_S)
@@ -595,15 +595,15 @@ def test_mqtt5_response_topic_and_correlation_data_are_honoured(tmp_path: Path) 
                     got: list[Any] = []
                     rec.client.on_message = _capture(rec, got)
                     props = Properties(PacketTypes.PUBLISH)
-                    props.ResponseTopic = f"replies/{verb}"
+                    props.ResponseTopic = t.response(f"page-1/{verb}")
                     props.CorrelationData = corr
                     start = rec.mark()
                     rec.publish(t.request(verb), json.dumps(body), properties=props)
-                    reply = rec.wait_topic(f"replies/{verb}", start=start)
+                    reply = rec.wait_topic(t.response(f"page-1/{verb}"), start=start)
                     answer = reply.json()
                     assert answer["transaction"] == body["transaction"]
                     assert answer["status"] == ("ok" if verb == "config/get" else "error")
-                    assert [p for topic, p in got if topic == f"replies/{verb}"] == [corr]
+                    assert [p for topic, p in got if topic == t.response(f"page-1/{verb}")] == [corr]
                     # Answered on the response topic asked for, not on the default one.
                     assert not [m for m in rec.messages[start:] if m.topic == t.response(verb)]
                 # Without a response topic the default one is used.
@@ -625,3 +625,33 @@ def _capture(rec: Recorder, got: list[Any]) -> Callable[..., None]:
         original(rec, client, userdata, m)
 
     return on_message
+
+
+@pytest.mark.mosquitto
+def test_a_foreign_response_topic_is_refused_and_nothing_is_published_there(tmp_path: Path) -> None:
+    """Anyone who may send a request must not make the agent publish where the agent's
+    own ACL allows: fake Home Assistant entities, or its own state."""
+    with Mosquitto() as mosq:
+        t = Topics("deskpulse", "rq5f")
+        rec = Recorder(mosq.port, ["#"], protocol=mqtt.MQTTv5)
+        try:
+            with AgentProcess(mosq.port, "demo", "rq5f", tmp_path / "d") as agent:
+                rec.wait_topic(t.state, lambda m: m.json()["camera"] == "ok", timeout=START_S)
+                for n, target in enumerate(("homeassistant/sensor/x/config", t.state, t.availability,
+                                            "deskpulse/other/response/pause", t.response("+"))):
+                    props = Properties(PacketTypes.PUBLISH)
+                    props.ResponseTopic = target
+                    start = rec.mark()
+                    rec.publish(t.request("pause"), json.dumps({"transaction": f"f{n}"}), properties=props)
+                    refused = rec.wait_topic(t.response("pause"), lambda m: m.json().get("transaction") == f"f{n}",
+                                             start=start).json()
+                    assert refused["status"] == "error" and "response topic" in refused["error"]
+                    # Nothing went to the foreign topic, and the request was not carried out.
+                    published = [m for m in rec.messages[start:] if m.topic == target
+                                 or (target.endswith("+") and m.topic.startswith(target[:-1]) and m.topic != t.response("pause"))]
+                    assert all(m.topic in (t.state, t.availability) and b'"paused"' not in m.payload
+                               and m.payload != b"paused" for m in published), published
+                    assert not [m for m in rec.messages[start:] if m.topic == t.state and m.json()["posture"] == "paused"]
+                assert "response topic" in agent.log()
+        finally:
+            rec.close()

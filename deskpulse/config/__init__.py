@@ -1,9 +1,12 @@
-"""The typed DeskPulse configuration: one module per section, loaded from TOML.
+"""The typed DeskPulse configuration: one module per section, loaded in layers.
 
-Precedence, lowest to highest: defaults < the TOML file < DESKPULSE_* environment
-variables < command-line flags. Every problem is reported as one line naming the key and
-where the value came from (the file, the variable or the flag). This package never
-touches the camera, the broker or the network.
+Precedence, lowest to highest: defaults < the TOML file < runtime settings (`config/set`,
+persisted in the device's settings.json) < DESKPULSE_* environment variables < command-line
+flags. `load_layers` keeps each layer apart (`Layered`), so a caller can say where a value
+came from, re-merge after one layer changes, and compare one layer's old and new contents.
+Every problem is reported as one line naming the key and where the value came from (the
+file, the runtime settings, the variable or the flag). This package never touches the
+camera, the broker or the network, and never reads settings.json itself (settings.py does).
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ import os
 import re
 import socket
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from pydantic import Field, ValidationError, field_validator
 
@@ -30,14 +34,19 @@ from .web import WebConfig
 
 __all__ = [
     "AlertsConfig", "BrokerAddress", "CameraConfig", "Config", "FramesConfig", "HistoryConfig",
-    "HomeAssistantConfig", "MqttConfig", "PostureConfig", "WebConfig", "default_device_id",
-    "load_config", "parse_broker_url",
+    "HomeAssistantConfig", "Layered", "MqttConfig", "PostureConfig", "SOURCES", "Source", "WebConfig",
+    "default_device_id", "flatten", "load_config", "load_layers", "parse_broker_url", "read_file_layer",
 ]
 
 DEVICE_ID_RE = re.compile(r"^[a-z0-9_-]+$")
 ENV_PREFIX = "DESKPULSE_"
 # Environment variables that are not config keys.
 ENV_NOT_KEYS = {"DESKPULSE_CONFIG"}
+
+Source = Literal["default", "file", "settings", "env", "flag"]
+# Lowest to highest: a layer overrides every layer before it.
+SOURCES: tuple[Source, ...] = ("default", "file", "settings", "env", "flag")
+SETTINGS_LABEL = "runtime settings (config/set)"
 
 
 def default_device_id() -> str:
@@ -54,7 +63,7 @@ def default_data_dir() -> Path:
 class Config(Section):
     # Names this desk in topics: deskpulse/<device_id>/... ; [a-z0-9_-]+, default the hostname.
     device_id: str = Field(default_factory=default_device_id)
-    # Calibration, history and pause state live here.
+    # Each device keeps its state (pause, calibration, settings, history) in <data_dir>/<device_id>/.
     data_dir: Path = Field(default_factory=default_data_dir)
     log_level: str = "info"
     camera: CameraConfig = CameraConfig()
@@ -92,19 +101,19 @@ class Config(Section):
 
 def _section_fields() -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
-    for name, field in Config.model_fields.items():
-        ann = field.annotation
+    for name, field_info in Config.model_fields.items():
+        ann = field_info.annotation
         if isinstance(ann, type) and issubclass(ann, Section):
             out[name] = set(ann.model_fields)
     return out
 
 
-def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str], list[str]]:
-    """DESKPULSE_<SECTION>_<KEY> or DESKPULSE_<TOPKEY> -> nested dict, with origins."""
+def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """DESKPULSE_<SECTION>_<KEY> or DESKPULSE_<TOPKEY> -> nested dict, {dotted key: variable}."""
     sections = _section_fields()
     top = {n for n in Config.model_fields if n not in sections}
     data: dict[str, Any] = {}
-    origins: dict[tuple[str, ...], str] = {}
+    names: dict[str, str] = {}
     problems: list[str] = []
     for var, value in sorted(env.items()):
         if not var.startswith(ENV_PREFIX) or var in ENV_NOT_KEYS:
@@ -112,32 +121,64 @@ def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[s
         rest = var[len(ENV_PREFIX):].lower()
         if rest in top:
             data[rest] = value
-            origins[(rest,)] = f"environment {var}"
+            names[rest] = var
             continue
         section, _, key = rest.partition("_")
         if section in sections and key in sections[section]:
             data.setdefault(section, {})[key] = value
-            origins[(section, key)] = f"environment {var}"
+            names[f"{section}.{key}"] = var
         else:
             problems.append(f"environment {var}: not a DeskPulse setting")
-    return data, origins, problems
+    return data, names, problems
 
 
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
             out[key] = _merge(out[key], value)
+        elif isinstance(value, Mapping):
+            out[key] = _merge({}, value)
         else:
             out[key] = value
     return out
 
 
-def _origin_of(loc: tuple[str, ...], origins: Mapping[tuple[str, ...], str], file_label: str) -> str:
-    for n in range(len(loc), 0, -1):
-        if loc[:n] in origins:
-            return origins[loc[:n]]
-    return file_label
+def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """{"camera.fps": 5} -> {"camera": {"fps": 5}}."""
+    out: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        keys = dotted.split(".")
+        node = out
+        for k in keys[:-1]:
+            child = node.get(k)
+            if not isinstance(child, dict):
+                child = node[k] = {}
+            node = child
+        node[keys[-1]] = value
+    return out
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"camera": {"fps": 5}} -> {"camera.fps": 5}; an empty table contributes nothing."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _has(layer: Mapping[str, Any], parts: tuple[str, ...]) -> bool:
+    node: Any = layer
+    for part in parts:
+        if not isinstance(node, Mapping):
+            return True  # a scalar where a table belongs covers everything below it
+        if part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def _describe(error: Mapping[str, Any]) -> str:
@@ -153,49 +194,141 @@ def _describe(error: Mapping[str, Any]) -> str:
     return msg
 
 
+def read_file_layer(path: Path | str) -> dict[str, Any]:
+    """The TOML file as a nested dict (not validated). Raises ConfigError with one line."""
+    p = Path(path)
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read config file ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Layered:
+    """The layers of one configuration and their merge. Immutable: changing a layer
+    (`with_file`, `with_settings`) validates the new merge and returns a new Layered.
+
+    Layers are nested dicts as they were given (TOML types, environment strings, JSON
+    numbers); `config` is their validated merge over the defaults.
+    """
+
+    config: Config
+    path: Path | None = None
+    file: Mapping[str, Any] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    env: Mapping[str, Any] = field(default_factory=dict)
+    flags: Mapping[str, Any] = field(default_factory=dict)
+    env_names: Mapping[str, str] = field(default_factory=dict)  # dotted key -> DESKPULSE_* variable
+
+    def layer(self, source: Source) -> Mapping[str, Any]:
+        if source == "default":
+            return {}
+        return {"file": self.file, "settings": self.settings, "env": self.env, "flag": self.flags}[source]
+
+    def flat(self, source: Source) -> dict[str, Any]:
+        """One layer as {dotted key: value}."""
+        return flatten(self.layer(source))
+
+    def source_of(self, key: str) -> Source:
+        """The highest layer that sets `key` ("alerts.cooldown_minutes", "device_id")."""
+        parts = tuple(key.split("."))
+        for source in reversed(SOURCES[1:]):
+            if _has(self.layer(source), parts):
+                return source
+        return "default"
+
+    def origin_of(self, key: str) -> str:
+        """Where `key`'s value comes from, for a message: the file, the variable, the flag."""
+        return _label(self.source_of(key), key, self.path, self.env_names)
+
+    def value(self, key: str) -> Any:
+        """The merged value of a dotted key."""
+        node: Any = self.config
+        for part in key.split("."):
+            node = getattr(node, part)
+        return node
+
+    def with_file(self, data: Mapping[str, Any]) -> "Layered":
+        """The same layers with a new file layer (an edit). Raises ConfigError."""
+        return _build(self.path, data, self.settings, self.env, self.flags, self.env_names)
+
+    def with_settings(self, values: Mapping[str, Any]) -> "Layered":
+        """The same layers with a new runtime-settings layer ({dotted key: value}). Raises ConfigError."""
+        return _build(self.path, self.file, _nest(values), self.env, self.flags, self.env_names)
+
+
+def _label(source: Source, key: str, path: Path | None, env_names: Mapping[str, str]) -> str:
+    if source == "flag":
+        return f"command line ({key})"
+    if source == "env":
+        return f"environment {env_names.get(key, ENV_PREFIX + key.replace('.', '_').upper())}"
+    if source == "settings":
+        return SETTINGS_LABEL
+    return str(path) if path else "defaults"
+
+
+def _error_origin(loc: tuple[str, ...], layers: Mapping[Source, Mapping[str, Any]], path: Path | None,
+                  env_names: Mapping[str, str]) -> str:
+    """The deepest key named by a validation error that a layer above the file sets exactly."""
+    flat = {source: flatten(layer) for source, layer in layers.items()}
+    above_file: tuple[Source, ...] = ("flag", "env", "settings")
+    for n in range(len(loc), 0, -1):
+        key = ".".join(loc[:n])
+        for source in above_file:
+            if key in flat[source]:
+                return _label(source, key, path, env_names)
+    return _label("file", "", path, env_names)
+
+
+def _build(path: Path | None, file: Mapping[str, Any], settings: Mapping[str, Any], env: Mapping[str, Any],
+           flags: Mapping[str, Any], env_names: Mapping[str, str], problems: list[str] | None = None) -> Layered:
+    merged: dict[str, Any] = {}
+    for layer in (file, settings, env, flags):
+        merged = _merge(merged, layer)
+    problems = list(problems or [])
+    try:
+        config = Config.model_validate(merged)
+    except ValidationError as exc:
+        layers: dict[Source, Mapping[str, Any]] = {"settings": settings, "env": env, "flag": flags}
+        for err in exc.errors():
+            loc = tuple(str(x) for x in err["loc"])
+            key = ".".join(loc) or "(top level)"
+            problems.append(f"{_error_origin(loc, layers, path, env_names)}: {key}: {_describe(err)}")
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return Layered(config, path, dict(file), dict(settings), dict(env), dict(flags), dict(env_names))
+
+
+def load_layers(
+    path: Path | str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> Layered:
+    """Load and validate every layer. Raises ConfigError with one line per problem.
+
+    `overrides` are the command-line flags as dotted keys, e.g. {"camera.source": "demo"}
+    (None values are ignored). `settings` is the runtime-settings layer as dotted keys (from
+    settings.json; see settings.with_saved for the forgiving way to lay it on at start).
+    """
+    env = os.environ if env is None else env
+    file_data = read_file_layer(path) if path is not None else {}
+    env_data, env_names, problems = _env_overrides(env)
+    flags = _nest({dotted: value for dotted, value in (overrides or {}).items() if value is not None})
+    return _build(Path(path) if path is not None else None, file_data, _nest(settings or {}), env_data, flags,
+                  env_names, problems)
+
+
 def load_config(
     path: Path | str | None = None,
     overrides: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Config:
-    """Load and validate the config. Raises ConfigError with one line per problem.
-
-    `overrides` uses dotted keys from command-line flags, e.g. {"camera.source": "demo"}.
-    """
-    env = os.environ if env is None else env
-    file_label = str(path) if path else "defaults"
-    problems: list[str] = []
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{p}: config file not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{p}: cannot read config file ({exc})") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{p}: not valid TOML: {exc}") from None
-    env_data, origins, env_problems = _env_overrides(env)
-    problems += env_problems
-    data = _merge(data, env_data)
-    for dotted, value in (overrides or {}).items():
-        if value is None:
-            continue
-        keys = tuple(dotted.split("."))
-        node = data
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-        node[keys[-1]] = value
-        origins[keys] = f"command line ({dotted})"
-    try:
-        config = Config.model_validate(data)
-    except ValidationError as exc:
-        for err in exc.errors():
-            loc = tuple(str(x) for x in err["loc"])
-            key = ".".join(loc) or "(top level)"
-            problems.append(f"{_origin_of(loc, origins, file_label)}: {key}: {_describe(err)}")
-        raise ConfigError(problems) from None
-    if problems:
-        raise ConfigError(problems)
-    return config
+    """The merged config of the file, the environment and the flags (no runtime settings).
+    Raises ConfigError with one line per problem."""
+    return load_layers(path, overrides, env).config

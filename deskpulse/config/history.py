@@ -14,7 +14,7 @@ class HistoryConfig(Section):
     stats_interval_s: float = Field(5.0, ge=1, le=3600)
     # The still-open posture interval is written this often, so kill -9 loses at most this much.
     checkpoint_s: float = Field(5.0, ge=1, le=300)
-    # The database file; unset means <data_dir>/history.sqlite3.
+    # The database file; unset means <data_dir>/<device_id>/history.sqlite3.
     path: Path | None = None
     # IANA zone ("Europe/Berlin") whose midnight starts a new day; empty means the system's zone.
     timezone: str = ""
