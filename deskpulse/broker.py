@@ -2,8 +2,13 @@
 
 Used when `mqtt.broker = "auto"` and nothing answers on the default port, and by the fast
 tests (on 127.0.0.1:0). It owns one thread with its own asyncio loop and stops it in
-`stop()`. Listens on loopback unless configured otherwise. Anonymous access: it is meant
-for a single machine; the production install uses mosquitto with accounts and ACLs.
+`stop()`.
+
+It has no accounts (anonymous access), so it listens on loopback only, every listener of it:
+a non-loopback host is refused here as well as in the config (mqtt.embedded_host). Browsers
+on other hosts reach it only through the dashboard's authenticated relay (deskpulse/wsrelay.py),
+which logs in for them; nothing anonymous is reachable from another host. The production
+install uses mosquitto with accounts and ACLs instead.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import socket
 import threading
 from typing import Any
 
+from .config.mqtt import is_loopback
 from .errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -29,9 +35,12 @@ def broker_answers(host: str, port: int, timeout: float = 1.0) -> bool:
 
 
 class EmbeddedBroker:
-    """amqtt with a TCP listener and (optionally) a WebSocket listener."""
+    """amqtt with a TCP listener and (optionally) a WebSocket listener, both on loopback."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, ws_port: int | None = 0) -> None:
+        if not is_loopback(host):
+            raise BrokerError(f"the embedded broker has no accounts and listens on loopback only, not {host!r} "
+                              "(mqtt.embedded_host)")
         self.host = host
         self._want_port = port
         self._want_ws_port = ws_port
@@ -64,7 +73,6 @@ class EmbeddedBroker:
             "listeners": listeners,
             "plugins": {
                 "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
-                
             },
         }
 

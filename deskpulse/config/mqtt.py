@@ -1,5 +1,6 @@
 """[mqtt]: which broker, who we are on it, and the topic prefix."""
 
+import ipaddress
 import re
 from typing import Literal
 from urllib.parse import unquote, urlsplit
@@ -9,6 +10,16 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from .base import Section
 
 PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+
+
+def is_loopback(host: str) -> bool:
+    """True for 'localhost' and loopback addresses (127.0.0.0/8, ::1); no name lookups."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class BrokerAddress(Section):
@@ -56,9 +67,13 @@ class MqttConfig(Section):
     # State changes and alerts kept while disconnected, delivered in order after reconnecting.
     queue_size: int = Field(500, ge=1, le=100_000)
     reconnect_max_s: float = Field(4.0, gt=0, le=300)
-    # The embedded broker, used only when broker = "auto" and none answers.
+    # The embedded broker, used only when broker = "auto" and none answers. It has no accounts,
+    # so it listens on loopback only; browsers reach it through the dashboard's authenticated
+    # relay, other hosts not at all.
     embedded_host: str = "127.0.0.1"
     embedded_port: int = Field(1883, ge=0, lt=65536)
+    # Its MQTT-over-WebSocket listener, on embedded_host too (for local tools; the dashboard
+    # uses the relay). 0: any free port.
     embedded_ws_port: int = Field(9883, ge=0, lt=65536)
     # Retained state and health are refreshed this often even without a change.
     state_refresh_s: float = Field(30.0, gt=0)
@@ -69,6 +84,16 @@ class MqttConfig(Section):
     def _broker_valid(cls, value: str) -> str:
         if value != "auto":
             parse_broker_url(value)
+        return value
+
+    @field_validator("embedded_host")
+    @classmethod
+    def _embedded_host_loopback(cls, value: str) -> str:
+        if not is_loopback(value):
+            raise ValueError(
+                f"the embedded broker allows anonymous clients, so it listens on loopback only "
+                f"(127.0.0.1, ::1 or localhost), got {value!r}; to share a broker with other hosts, "
+                f"install mosquitto with accounts (sudo ./install.sh)")
         return value
 
     @field_validator("prefix")
