@@ -19,7 +19,8 @@ from .control import Control
 from .errors import RequestError
 from .history import HistoryError, parse_date_range
 from .ratelimit import TokenBucket
-from .requests import PENDING, Reply, Router, get_number, reject_unknown
+from .requests import PENDING, Reply, Router
+from .schema import parse_request, settings_changes
 
 log = logging.getLogger(__name__)
 
@@ -48,61 +49,49 @@ class Commands:
         self._history_lock = threading.Lock()
 
     def pause(self, body: dict[str, Any], reply: Reply) -> Any:
-        reject_unknown(body, {"minutes"})
-        minutes = get_number(body, "minutes", low=0.1, high=7 * 24 * 60)
-        until = self.control.pause(minutes)
-        return {"paused": True, "until": iso(until)}
+        req = parse_request("pause", body)
+        return {"paused": True, "until": iso(self.control.pause(req.minutes))}
 
     def resume(self, body: dict[str, Any], reply: Reply) -> Any:
-        reject_unknown(body, set())
+        parse_request("resume", body)
         self.control.resume()
         return {"paused": False}
 
     def monitoring(self, body: str, reply: Reply) -> Any:
-        command = body.upper()
-        if command == "ON":
-            return self.resume({}, reply)
-        if command == "OFF":
-            return self.pause({}, reply)
-        raise RequestError(f"monitoring expects ON or OFF, got {body[:40]!r}")
+        return self.resume({}, reply) if parse_request("monitoring", body).on else self.pause({}, reply)
 
     def calibrate(self, body: dict[str, Any], reply: Reply) -> Any:
-        reject_unknown(body, {"seconds"})
-        default = self.control.config().posture.calibration_s
-        seconds = get_number(body, "seconds", default=default, low=1, high=120)
-        assert seconds is not None
+        req = parse_request("calibrate", body)
+        seconds = req.seconds if req.seconds is not None else self.control.config().posture.calibration_s
         self.control.start_calibration(seconds, reply)
         return PENDING
 
     def stream(self, body: dict[str, Any], reply: Reply) -> Any:
-        reject_unknown(body, {"lease_s", "enable"})
+        req = parse_request("stream", body)
         frames = self.control.config().frames
         if frames.mode == "never":
             raise RequestError("frames are disabled on this device (frames.mode = never)")
-        if "enable" in body and not isinstance(body["enable"], bool):
-            raise RequestError("enable must be true or false")
-        if body.get("enable") is False:
+        if not req.enable:
             self.control.set_lease(None)
             return {"streaming": frames.mode == "always", "lease_s": 0}
-        lease = get_number(body, "lease_s", default=frames.lease_s, low=1, high=600)
-        assert lease is not None
+        lease = req.lease_s if req.lease_s is not None else frames.lease_s
         self.control.set_lease(lease)
         return {"streaming": True, "lease_s": lease, "fps": frames.fps}
 
     def config_get(self, body: dict[str, Any], reply: Reply) -> Any:
-        reject_unknown(body, set())
+        parse_request("config/get", body)
         return self.control.settings()
 
     def config_set(self, body: dict[str, Any], reply: Reply) -> Any:
-        return self.control.apply_settings(body)
+        return self.control.apply_settings(settings_changes(parse_request("config/set", body)))
 
     def history(self, body: dict[str, Any], reply: Reply) -> Any:
-        reject_unknown(body, {"from", "to"})
+        req = parse_request("history", body)
         with self._history_lock:
             if not self._history_bucket.take(time.monotonic()):
                 raise RequestError(f"too many history requests: try again in "
                                    f"{self._history_bucket.retry_after():.0f}s")
-        start, end = parse_date_range(body.get("from"), body.get("to"), self.control.today())
+        start, end = parse_date_range(req.from_, req.to, self.control.today())
         try:
             days = self.control.history(start, end)
         except HistoryError as exc:

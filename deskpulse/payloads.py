@@ -13,8 +13,9 @@ from typing import Any
 
 from .clock import iso
 from .posture import Reading
+from .tracker import POSTURES  # the one list of postures (stats keys and timeline letters follow it)
 
-POSTURES = ("good", "bad", "absent", "unknown", "paused")
+__all__ = ["POSTURES", "HealthView", "StateView", "health_payload", "state_payload"]
 
 
 @dataclass(frozen=True)
