@@ -123,6 +123,8 @@ def cmd_web(args: argparse.Namespace) -> int:
     _signals(stop)
     try:
         server = WebServer(config).start()
+    except ConfigError:
+        raise  # exit 2: systemd must not retry a bad configuration
     except DeskPulseError as exc:
         log.error("%s", exc)
         return EXIT_FAIL

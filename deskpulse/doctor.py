@@ -72,22 +72,49 @@ def check_broker(config: Config) -> Check:
     return Check("broker", True, f"mqtt://{addr.host}:{addr.port} accepts {addr.username or 'anonymous'}")
 
 
+def _upgrade_status(port: int, origin: str) -> str:
+    """The relay's answer to a WebSocket upgrade with no session: its HTTP status line."""
+    import base64
+    import os
+    import socket
+
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (f"GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+               f"Sec-WebSocket-Protocol: mqtt\r\nOrigin: {origin}\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request.encode())
+        return sock.recv(256).decode("latin-1").split("\r\n", 1)[0]
+
+
 def check_websocket(config: Config) -> Check:
+    """The browsers' path: the relay answers (and refuses a browser without a session), and
+    the broker behind it takes the page's account."""
     import paho.mqtt.client as mqtt
 
-    port = config.web.ws_port
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, transport="websockets")
-    client.ws_set_options(path="/mqtt")
+    from web.server import relay_target_of
+
     web = config.web
+    port = web.ws_port
+    try:
+        status = _upgrade_status(port, f"http://127.0.0.1:{web.port}")
+    except OSError as exc:
+        return Check("websocket", False, f"nothing answers on ws://127.0.0.1:{port}/mqtt ({exc.strerror or exc})",
+                     "start the dashboard: systemctl status deskpulse-web (or deskpulse web)")
+    if not any(f" {code} " in f"{status} " for code in (401, 403)):
+        return Check("websocket", False, f"ws://127.0.0.1:{port}/mqtt answered {status!r} to a browser with no session "
+                     "(expected 401)", "is something else listening on web.ws_port?")
+    host, target = relay_target_of(config)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     if web.viewer_username:
         client.username_pw_set(web.viewer_username, web.viewer_password.get_secret_value() if web.viewer_password else None)
     result: list[str] = []
     client.on_connect = lambda c, u, f, rc, p=None: result.append(rc.getName())
     try:
-        client.connect("127.0.0.1", port, keepalive=10)
+        client.connect(host, target, keepalive=10)
     except OSError as exc:
-        return Check("websocket", False, f"nothing answers on ws://127.0.0.1:{port}/mqtt ({exc.strerror or exc})",
-                     "start the dashboard: systemctl status deskpulse-web (or deskpulse web)")
+        return Check("websocket", False, f"the relay's broker mqtt://{host}:{target} does not answer "
+                     f"({exc.strerror or exc})", "check web.relay_target and that the broker runs")
     client.loop_start()
     deadline = time.monotonic() + 5
     while not result and time.monotonic() < deadline:
@@ -95,8 +122,8 @@ def check_websocket(config: Config) -> Check:
     client.disconnect()
     client.loop_stop()
     if result and result[0] == "Success":
-        return Check("websocket", True, f"browsers reach the broker through ws://<pi>:{port}/mqtt")
-    return Check("websocket", False, f"ws://127.0.0.1:{port}/mqtt: {result[0] if result else 'no MQTT answer'}",
+        return Check("websocket", True, f"browsers reach the broker through ws://<pi>:{port}/mqtt after logging in")
+    return Check("websocket", False, f"mqtt://{host}:{target} with the page's account: {result[0] if result else 'no MQTT answer'}",
                  "check web.relay_target and the viewer credentials (DESKPULSE_WEB_VIEWER_PASSWORD)")
 
 

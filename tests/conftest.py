@@ -1,4 +1,5 @@
-"""Shared fixtures: the embedded amqtt broker on 127.0.0.1:0 and recorders on it."""
+"""Shared fixtures: the embedded amqtt broker on 127.0.0.1:0, recorders on it, and the check
+that every payload a test's recorders receive matches docs/schema (tests/schema_check.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,35 @@ import pytest
 
 from deskpulse.broker import EmbeddedBroker
 
+from . import schema_check
 from .support import MOSQUITTO, Recorder
+
+# Test modules that publish hand-made payloads on agent topics on purpose, to test a transport
+# or an ACL rather than the agent; their recorders' messages are not schema-checked.
+UNCHECKED_MODULES = {
+    "test_publisher.py": "the publisher is payload-agnostic; it is fed minimal dicts",
+    "test_wsrelay.py": "the relay forwards bytes; its tests publish minimal payloads",
+    "test_mosquitto_acl.py": "ACL tests publish markers, not agent payloads",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "payloads_unchecked(reason): this test publishes non-contract payloads on agent topics "
+                   "on purpose; skip the docs/schema check of what its recorders receive")
+    Recorder.observer = staticmethod(schema_check.observe)  # type: ignore[assignment]
+
+
+@pytest.fixture(autouse=True)
+def payloads_match_the_schema(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the test if any recorder received an agent payload that docs/schema refuses."""
+    schema_check.PROBLEMS.clear()
+    yield
+    problems = schema_check.PROBLEMS.take()
+    unchecked = request.node.get_closest_marker("payloads_unchecked") or request.node.path.name in UNCHECKED_MODULES
+    if problems and not unchecked:
+        shown = "\n  ".join(problems[:10]) + (f"\n  … and {len(problems) - 10} more" if len(problems) > 10 else "")
+        pytest.fail(f"{len(problems)} payload(s) do not match docs/schema:\n  {shown}", pytrace=False)
 
 
 @pytest.fixture

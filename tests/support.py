@@ -47,6 +47,10 @@ class Msg:
 class Recorder:
     """An MQTT client that records every message it receives and lets tests wait on them."""
 
+    # tests/conftest.py sets this to schema_check.observe: every payload received is checked
+    # against docs/schema (bench scripts leave it unset).
+    observer: Callable[[str, bytes], None] | None = None
+
     def __init__(self, port: int, topics: str | list[str] = "#", host: str = "127.0.0.1",
                  username: str | None = None, password: str | None = None,
                  protocol: int = mqtt.MQTTv311, client_id: str = "") -> None:
@@ -73,6 +77,8 @@ class Recorder:
         self.connected.set()
 
     def _on_message(self, client, userdata, m) -> None:
+        if Recorder.observer is not None:
+            Recorder.observer(m.topic, bytes(m.payload))
         with self._cond:
             self.messages.append(Msg(m.topic, bytes(m.payload), bool(m.retain), m.qos))
             self._cond.notify_all()

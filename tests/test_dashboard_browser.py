@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -26,6 +25,8 @@ from deskpulse.topics import Topics
 from web.app import MQTT_JS
 from web.server import WebServer
 
+from . import fixtures
+from .schema_check import js_reasons
 from .support import ROOT, Mosquitto, Recorder, free_port
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -40,6 +41,8 @@ DEVICE = "desk1"
 T = Topics("deskpulse", DEVICE)
 AGENT = ("agent", "agent-test-pw")
 VIEWER = ("viewer", "viewer-test-pw")
+# The dashboard's login token (web.token); Stack.url is the token link `deskpulse up` prints.
+LOGIN_TOKEN = "browser-test-login-token-0123456789"
 # A second desk with its own agent account (the shipped ACL grants one device per agent).
 SECOND = ("study", "agent-study", "study-test-pw")
 WAIT_MS = 10_000
@@ -108,61 +111,25 @@ class FakeAgent:
         self.rec.publish(self.t.availability, value, qos=1, retain=True)
 
     def state(self, posture: str, bad_for_s: float = 0.0, **over: Any) -> dict[str, Any]:
-        now = time.time()
+        """The agent's own state payload (tests/fixtures.py: payloads.state_payload)."""
         self.seq += 1
-        body = {
-            "posture": posture,
-            "confidence": 0.93,
-            "since": iso(now - (bad_for_s or 600)),
-            "bad_for_s": bad_for_s,
-            "metrics": {"head_height": 0.68, "nose_height": 0.61, "shoulder_tilt_deg": 3.1, "lean_in": 1.02,
-                        "reasons": ["head_drop"] if posture == "bad" else []},
-            "camera": "ok",
-            "view": "front",
-            "calibrated": True,
-            "until": None,
-            "ts": iso(now),
-            "seq": self.seq,
-        }
-        body.update(over)
+        body = fixtures.state(posture, bad_for_s=bad_for_s, seq=self.seq, **over)
         self.rec.publish(self.t.state, json.dumps(body), qos=1, retain=True)
         return body
 
     def stats(self) -> None:
-        """Today's stats with deskpulse/tracker.py's compact timeline (5-minute buckets).
-
-        The day is laid out as if it were 13:00 now, whatever the clock says, so the
-        screenshots look the same at any hour: desk time from 08:00 with every posture.
-        """
-        now = time.time()
-        midnight = now - 13 * 3600
-        codes = "-" * 96 + "aaggggggbbggggggggaagggggbbbgggggpppppggggggbggggggggggggg"
-        timeline = {
-            "bucket_s": 300,
-            "start": datetime.fromtimestamp(midnight, timezone.utc).isoformat(),
-            "good": [280 if c == "g" else 0 for c in codes],
-            "bad": [260 if c == "b" else 0 for c in codes],
-            "postures": codes,
-        }
-        good, bad = codes.count("g") * 280, codes.count("b") * 260
-        self.rec.publish(self.t.stats, json.dumps({
-            "date": datetime.fromtimestamp(midnight, timezone.utc).date().isoformat(), "good_s": good, "bad_s": bad,
-            "absent_s": codes.count("a") * 300, "paused_s": codes.count("p") * 300, "unknown_s": 40,
-            "good_pct": round(100 * good / (good + bad), 1), "alerts": 2, "longest_good_streak_s": 3600,
-            "current_good_streak_s": 900, "timeline": timeline, "ts": iso(now),
-        }), qos=1, retain=True)
+        """Today's stats from a real Tracker (tests/fixtures.py), laid out as if it were 13:00
+        local time now, whatever the clock says, so the screenshots look the same at any hour:
+        desk time from 08:00 with every posture."""
+        self.rec.publish(self.t.stats, json.dumps(fixtures.stats(local_hour=13)), qos=1, retain=True)
 
     def health(self) -> None:
-        self.rec.publish(self.t.health, json.dumps({
-            "fps": 9.8, "inference_ms": 21.3, "dropped_frames": 12, "camera": "ok", "cpu_temp_c": 51.0,
-            "uptime_s": 7380, "version": "0.1.0", "streaming": True, "rss_mb": 180.0, "threads": {}, "ts": iso(time.time()),
-        }), qos=0, retain=True)
+        self.rec.publish(self.t.health, json.dumps(fixtures.health()), qos=0, retain=True)
 
-    def alert(self, message: str) -> None:
-        now = time.time()
-        self.rec.publish(self.t.alert, json.dumps({
-            "type": "bad_posture", "duration_s": 600, "started": iso(now - 600), "message": message, "ts": iso(now),
-        }), qos=1)
+    def alert(self, kind: str = "bad_posture") -> dict[str, Any]:
+        body = fixtures.alert(kind)
+        self.rec.publish(self.t.alert, json.dumps(body), qos=1)
+        return body
 
     def wait_request(self, verb: str, start: int = 0) -> dict[str, Any]:
         msg = self.rec.wait_topic(self.t.request(verb), timeout=WAIT_MS / 1000, start=start)
@@ -173,12 +140,8 @@ class FakeAgent:
 
     def answer(self, verb: str, request: dict[str, Any], status: str = "ok", data: Any = None,
                error: str | None = None, final: bool = True) -> None:
-        """Answer as deskpulse/requests.py does: progress answers carry "final": false."""
-        body: dict[str, Any] = {"status": status, "data": data, "transaction": request["transaction"]}
-        if error is not None:
-            body["error"] = error
-        if not final:
-            body["final"] = False
+        """Answer with deskpulse/requests.py's own envelope: progress answers carry "final": false."""
+        body = fixtures.answer(request, data, final=final) if status == "ok" else fixtures.refusal(request, error or "")
         self.rec.publish(self.t.response(verb), json.dumps(body), qos=1)
 
     def close(self) -> None:
@@ -231,10 +194,10 @@ class Stack:
             "device_id": DEVICE,
             "mqtt": {"broker": f"mqtt://127.0.0.1:{self.mosquitto.port}"},
             "web": {"host": "127.0.0.1", "port": 0, "ws_host": "127.0.0.1", "ws_port": 0,
-                    "viewer_username": VIEWER[0], "viewer_password": VIEWER[1]},
+                    "viewer_username": VIEWER[0], "viewer_password": VIEWER[1], "token": LOGIN_TOKEN},
         })
         self.server = WebServer(config).start()
-        self.url = f"http://127.0.0.1:{self.server.port}/"
+        self.url = self.server.login_url("127.0.0.1")  # logs the browser in, then sends it on to /
         self.agent = FakeAgent(self.mosquitto.port)
 
     def stop_broker(self) -> None:
@@ -317,7 +280,7 @@ def test_retained_state_then_live_change_frames_and_screenshots(stack: Stack, pa
     # The visible page asks for frames with a lease; the agent answers and starts sending.
     lease = agent.wait_request("stream", start=mark)
     assert lease["lease_s"] == 30
-    agent.answer("stream", lease, data={"lease_s": 30})
+    agent.answer("stream", lease, data=fixtures.data("stream", streaming=True, lease_s=30, fps=10.0))
     pump = FramePump(agent, test_jpeg()).start()
     try:
         frame_shown(page)
@@ -330,11 +293,13 @@ def test_retained_state_then_live_change_frames_and_screenshots(stack: Stack, pa
 
         # A state change appears without a reload.
         page.evaluate("window.__sameDocument = true")
-        agent.state("bad", bad_for_s=42.0)
-        agent.alert("You've been slouching for 10 minutes. Sit up straight.")
+        bad = agent.state("bad", bad_for_s=42.0)
+        agent.alert()
         expect(page.locator("#posture-title")).to_have_text("Bad posture", timeout=WAIT_MS)
         expect(page.locator("#posture")).to_have_attribute("data-state", "bad")
         expect(page.locator("#streak")).to_be_visible()
+        # The hint for the first reason the classifier gave (render.js REASONS, keyed by posture.REASONS).
+        expect(page.locator("#posture-message")).to_have_text(js_reasons()[bad["metrics"]["reasons"][0]])
         assert int(page.locator("#streak-value").inner_text()) >= 42
         expect(page.locator("#alert-banner")).to_contain_text("slouching for 10 minutes", timeout=WAIT_MS)
         assert page.evaluate("window.__sameDocument") is True
@@ -390,9 +355,7 @@ time.sleep(600)
 
 
 def test_killed_agent_shows_offline(stack: Stack, page: Any) -> None:
-    state = json.dumps({"posture": "good", "confidence": 0.9, "since": iso(time.time()), "bad_for_s": 0.0,
-                        "metrics": {"reasons": []}, "camera": "ok", "view": "front", "calibrated": False,
-                        "until": None, "ts": iso(time.time()), "seq": 1})
+    state = json.dumps(fixtures.state("good", calibrated=False))
     proc = subprocess.Popen([sys.executable, "-c", AGENT_SCRIPT, str(stack.mosquitto.port), T.base, *AGENT, state],
                             stdout=subprocess.PIPE, text=True)
     try:
@@ -451,12 +414,12 @@ def test_pause_and_calibrate_requests_show_the_responses(stack: Stack, page: Any
     request = agent.wait_request("pause", start=mark)
     assert request["minutes"] == 15
     until = datetime.now(timezone.utc) + timedelta(minutes=15)
-    answer = {"paused": True, "until": iso(until.timestamp())}
+    answer = fixtures.data("pause", paused=True, until=iso(until.timestamp()))
     agent.answer("pause", {"transaction": "another-page-1"}, data=answer)  # not ours: ignored
     agent.answer("pause", request, data=answer)
     expect(page.locator("#result")).to_have_text(re.compile(r"Paused until \d"), timeout=WAIT_MS)
     expect(page.locator("#result")).to_have_attribute("data-kind", "ok")
-    agent.state("paused", camera="released", until=iso(until.timestamp()))
+    agent.state("paused", until=until.timestamp())
     expect(page.locator("#posture-title")).to_have_text("Paused", timeout=WAIT_MS)
     expect(page.locator("#pause-label")).to_have_text("Resume")
 
@@ -470,7 +433,7 @@ def test_pause_and_calibrate_requests_show_the_responses(stack: Stack, page: Any
     mark = agent.rec.mark()
     page.click("#calibrate-btn")
     request = agent.wait_request("calibrate", start=mark)
-    agent.answer("calibrate", request, data={"stage": "collecting", "percent": 40}, final=False)
+    agent.answer("calibrate", request, data=fixtures.data("calibrate", stage="collecting", percent=40), final=False)
     expect(page.locator("#calibrate-text")).to_contain_text("40%", timeout=WAIT_MS)
     expect(page.locator("#calibrate-progress")).to_be_visible()
     agent.answer("calibrate", request, status="error", error="no person visible: sit in front of the camera")
@@ -481,10 +444,10 @@ def test_pause_and_calibrate_requests_show_the_responses(stack: Stack, page: Any
     mark = agent.rec.mark()
     page.click("#calibrate-btn")
     request = agent.wait_request("calibrate", start=mark)
-    agent.answer("calibrate", request, data={"stage": "collecting", "percent": 99}, final=False)
+    agent.answer("calibrate", request, data=fixtures.data("calibrate", stage="collecting", percent=99), final=False)
     expect(page.locator("#calibrate-text")).to_contain_text("99%", timeout=WAIT_MS)
-    agent.answer("calibrate", request, data={"stage": "done", "percent": 100,
-                                              "baseline": {"head_height": 0.7, "calibrated_at": iso(time.time())}})
+    agent.answer("calibrate", request, data=fixtures.data("calibrate", stage="done", percent=100,
+                                                           baseline=fixtures.BASELINE.to_json()))
     expect(page.locator("#result")).to_have_text(re.compile("^Calibrated"), timeout=WAIT_MS)
     expect(page.locator("#calibrate-progress")).to_be_hidden()
 
@@ -514,7 +477,7 @@ def test_many_devices_are_listed_and_the_choice_is_remembered(stack: Stack, page
         # Requests go to the chosen desk.
         mark = other.rec.mark()
         page.click("#pause-btn")
-        other.answer("pause", other.wait_request("pause", start=mark), data={"paused": True, "until": None})
+        other.answer("pause", other.wait_request("pause", start=mark), data=fixtures.data("pause", paused=True, until=None))
         expect(page.locator("#result")).to_have_text("Paused until you resume.", timeout=WAIT_MS)
     finally:
         other.close()

@@ -16,8 +16,8 @@ from web.server import WebServer
 
 from .photos import astronaut
 from .support import AgentProcess, Mosquitto, free_port
-from .test_dashboard_browser import (AGENT, DEVICE, VIEWER, WAIT_MS, browser, connected, expect,  # noqa: F401
-                                     frame_shown, page, render_mosquitto)
+from .test_dashboard_browser import (AGENT, DEVICE, LOGIN_TOKEN, VIEWER, WAIT_MS, browser,  # noqa: F401
+                                     connected, expect, frame_shown, page, render_mosquitto)
 
 pytestmark = [pytest.mark.browser, pytest.mark.mosquitto, pytest.mark.slow]
 
@@ -30,7 +30,7 @@ def real_stack(tmp_path: Path) -> Iterator[tuple[Mosquitto, WebServer, AgentProc
     config = Config.model_validate({
         "device_id": DEVICE, "mqtt": {"broker": f"mqtt://127.0.0.1:{mosq.port}"},
         "web": {"host": "127.0.0.1", "port": 0, "ws_host": "127.0.0.1", "ws_port": 0,
-                "viewer_username": VIEWER[0], "viewer_password": VIEWER[1]},
+                "viewer_username": VIEWER[0], "viewer_password": VIEWER[1], "token": LOGIN_TOKEN},
     })
     server = WebServer(config).start()
     agent = AgentProcess(mosq.port, str(astronaut(tmp_path / "a.jpg")), DEVICE, tmp_path / "d",
@@ -47,7 +47,7 @@ def real_stack(tmp_path: Path) -> Iterator[tuple[Mosquitto, WebServer, AgentProc
 
 def test_real_agent_state_frames_and_death(real_stack, page: Any) -> None:
     mosq, server, agent = real_stack
-    page.goto(f"http://127.0.0.1:{server.port}/")
+    page.goto(server.login_url("127.0.0.1"))  # the token link logs the browser in
     connected(page)
     expect(page.locator("#posture-title")).to_have_text("Good posture", timeout=60_000)
     expect(page.locator("#health")).to_contain_text("fps", timeout=WAIT_MS * 2)

@@ -25,7 +25,8 @@ def test_all_green_exits_0(broker, tmp_path: Path) -> None:
     cfg = config(tmp_path, **{"mqtt.broker": f"mqtt://127.0.0.1:{broker.port}"})
     server = WebServer(cfg, relay_target=("127.0.0.1", broker.port)).start()
     try:
-        cfg = config(tmp_path, **{"mqtt.broker": f"mqtt://127.0.0.1:{broker.port}", "web.ws_port": server.ws_port})
+        cfg = config(tmp_path, **{"mqtt.broker": f"mqtt://127.0.0.1:{broker.port}", "web.ws_port": server.ws_port,
+                     "web.port": server.port})
         out = io.StringIO()
         assert doctor_command(cfg, out) == 0, out.getvalue()
     finally:

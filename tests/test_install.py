@@ -202,6 +202,7 @@ def test_layout_modes_and_owners(installed: Installed) -> None:
         "etc/deskpulse/agent.env": 0o600,
         "etc/deskpulse/web.env": 0o600,
         "etc/deskpulse/homeassistant.secret": 0o600,
+        "etc/deskpulse/dashboard-password": 0o600,
         "etc/mosquitto/mosquitto.conf": 0o644,
         "etc/mosquitto/conf.d/deskpulse.conf": 0o644,
         "etc/mosquitto/deskpulse": 0o700,
@@ -247,6 +248,45 @@ def test_passwords_are_random_and_never_printed(installed: Installed, tmp_path: 
     assert str(installed.etc / "homeassistant.secret") in installed.result.stdout
 
 
+DASHBOARD_LINE = re.compile(r"^Dashboard password \(shown only this once; it is stored only as a hash\): "
+                            r"([A-Za-z0-9]{20})$", re.M)
+
+
+@needs_mosquitto
+def test_dashboard_password_is_printed_once_and_stored_only_as_a_hash(installed: Installed) -> None:
+    from argon2 import PasswordHasher
+
+    printed = DASHBOARD_LINE.findall(installed.result.stdout)
+    assert len(printed) == 1, installed.result.stdout
+    password = printed[0]
+    stored = (installed.etc / "dashboard-password").read_text().strip()
+    assert stored.startswith("$argon2id$") and PasswordHasher().verify(stored, password)
+    assert f"{installed.prefix}/venv/bin/deskpulse passwd --config {installed.config}" in installed.result.stdout
+    for path in installed.prefix.rglob("*"):
+        if path.is_file():
+            assert password not in path.read_text(errors="replace"), path
+    # An update keeps it and does not print it again.
+    again = run_install(installed.prefix)
+    assert not DASHBOARD_LINE.search(again.stdout) and password not in again.stdout
+    assert (installed.etc / "dashboard-password").read_text().strip() == stored
+    # Deleting the hash makes (and prints) a new one.
+    (installed.etc / "dashboard-password").unlink()
+    renewed = DASHBOARD_LINE.findall(run_install(installed.prefix).stdout)
+    assert len(renewed) == 1 and renewed[0] != password
+    assert PasswordHasher().verify((installed.etc / "dashboard-password").read_text().strip(), renewed[0])
+
+
+@needs_mosquitto
+def test_the_installed_dashboard_logs_in_with_that_password(installed: Installed) -> None:
+    """The installed config and hash, loaded as deskpulse-web loads them."""
+    from web.auth import Credentials
+
+    password = DASHBOARD_LINE.findall(installed.result.stdout)[0]
+    creds = Credentials.from_config(load_config(installed.config, env=installed.env()))
+    assert creds.mode == "password"
+    assert creds.check(password) and not creds.check(password[:-1])
+
+
 @needs_mosquitto
 def test_config_is_the_example_plus_the_install_settings(installed: Installed) -> None:
     data = tomllib.loads(installed.config.read_text())
@@ -256,6 +296,8 @@ def test_config_is_the_example_plus_the_install_settings(installed: Installed) -
     assert data["web"]["relay_target"] == f"127.0.0.1:{installed.local_port}"
     assert data["web"]["viewer_username"] == "viewer"
     assert (data["web"]["port"], data["web"]["ws_port"]) == (8080, 9001)
+    assert data["web"]["auth"] == "password"
+    assert data["web"]["password_file"] == str(installed.etc / "dashboard-password")
     # An unguessable client id: the viewer's password is public, and mosquitto lets any user
     # take over a connected client id.
     assert re.fullmatch(r"deskpulse-[A-Za-z0-9]{12}", data["mqtt"]["client_id"])
@@ -264,7 +306,7 @@ def test_config_is_the_example_plus_the_install_settings(installed: Installed) -
     example = ROOT / "config" / "deskpulse.toml"
     if example.exists():
         ours = {"device_id", "data_dir", "mqtt.broker", "mqtt.client_id", "web.relay_target",
-                "web.viewer_username", "web.port", "web.ws_port"}
+                "web.viewer_username", "web.port", "web.ws_port", "web.auth", "web.password_file"}
         flat_example, flat_installed = _flatten(tomllib.loads(example.read_text())), _flatten(data)
         for key, value in flat_example.items():
             if key not in ours:
@@ -342,6 +384,7 @@ def test_uninstall_keeps_config_and_history_and_purge_deletes_them(installed: In
     assert "Kept:" in proc.stdout
     assert installed.config.exists() and history.exists()
     for gone in ("etc/deskpulse/agent.env", "etc/deskpulse/web.env", "etc/deskpulse/homeassistant.secret",
+                 "etc/deskpulse/dashboard-password",
                  "etc/mosquitto", "bin/deskpulse-agent", "bin/deskpulse-broker", "venv"):
         assert not (p / gone).exists(), gone
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from . import fixtures
 from .test_dashboard_browser import (  # noqa: F401  (fixtures: browser, stack, page)
     BAD_RGB, DEVICE, GOOD_RGB, SCREENSHOTS, WAIT_MS, FakeAgent, Stack, browser, connected, expect, page, stack)
 
@@ -22,18 +23,19 @@ TODAY = date(2026, 11, 21)  # a Saturday
 
 
 def day(d: date, good_s: float, bad_s: float, alerts: int = 0) -> dict[str, Any]:
-    """One entry as History.daily() / DayTotals.summary() returns it."""
-    monitored = good_s + bad_s
-    return {"date": d.isoformat(), "good_s": good_s, "bad_s": bad_s, "absent_s": 1200.0, "unknown_s": 30.0,
-            "paused_s": 0.0, "good_pct": None if monitored <= 0 else round(100 * good_s / monitored, 1),
-            "alerts": alerts, "break_reminders": 0, "longest_good_streak_s": min(good_s, 3600.0)}
+    """One entry as History.daily() returns it: DayTotals folded from intervals (tests/fixtures.py)."""
+    return fixtures.day(d, good_s, bad_s, alerts)
+
+
+def history(days: list[dict[str, Any]]) -> dict[str, Any]:
+    """The data of a `history` answer, checked against its schema."""
+    return fixtures.data("history", **{"from": days[0]["date"], "to": days[-1]["date"], "days": days})
 
 
 def week() -> dict[str, Any]:
     figures = [(6 * 3600, 2 * 3600, 3), (0, 0, 0), (5 * 3600, 1 * 3600, 1), (3 * 3600, 3 * 3600, 4),
                (7 * 3600, 1800, 0), (4 * 3600, 1200, 1), (2 * 3600, 400, 0)]
-    days = [day(TODAY - timedelta(days=6 - i), g, b, a) for i, (g, b, a) in enumerate(figures)]
-    return {"from": days[0]["date"], "to": days[-1]["date"], "days": days}
+    return history([day(TODAY - timedelta(days=6 - i), g, b, a) for i, (g, b, a) in enumerate(figures)])
 
 
 def bar_heights(page: Any) -> list[dict[str, Any]]:
@@ -134,8 +136,7 @@ def test_no_monitored_time_and_no_answer(stack: Stack, page: Any) -> None:
     page.goto(stack.url)
     connected(page)
     request = agent.wait_request("history", start=mark)
-    empty = {"from": "2026-11-15", "to": "2026-11-21",
-             "days": [day(TODAY - timedelta(days=6 - i), 0, 0) for i in range(7)]}
+    empty = history([day(TODAY - timedelta(days=6 - i), 0, 0) for i in range(7)])
     agent.answer("history", request, data=empty)
     expect(page.locator("#trend-note")).to_have_text("No monitored time in the last 7 days yet.", timeout=WAIT_MS)
     expect(page.locator("#trend-chart .trend-none")).to_have_count(7)

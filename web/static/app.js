@@ -1,15 +1,17 @@
 // The dashboard's wiring: config.json -> connection -> store -> render, plus the controls,
 // the frame lease and the timers. Topic names live in topics.js, DOM writes in render.js.
 
-import { connectBroker } from "./connection.js";
+import { connectBroker, sessionAlive } from "./connection.js";
 import { Requests } from "./requests.js";
 import * as view from "./render.js";
 import { Trend } from "./trend.js";
 import { Store, detailFilters, deviceTopics, overviewFilters } from "./topics.js";
 
-const LEASE_S = 30; // the agent encodes frames while a lease is live...
-const RENEW_MS = 10000; // ...and pages renew it well before it runs out
+const LEASE_S = 60; // the agent encodes frames while any page's lease is live...
+const RENEW_MS = 25000; // ...each page renews its own in time even if one renewal is lost
+const CONFIRM_MS = 300000; // renewals are quiet (unanswered) but for one this often
 const STALE_MS = 2000; // no frame for this long: the feed has stopped
+const SESSION_CHECK_MS = 5000; // while disconnected, ask at most this often whether we are logged out
 const TICK_MS = 500;
 const KEY_DEVICE = "deskpulse.device";
 const KEY_STREAM = "deskpulse.stream";
@@ -33,8 +35,16 @@ const storage = {
 
 const $ = (id) => document.getElementById(id);
 
+function toLogin() {
+  window.location.assign("login");
+}
+
 async function loadConfig() {
   const resp = await fetch("config.json", { cache: "no-store" });
+  if (resp.status === 401) {
+    toLogin();
+    throw new Error("logged out");
+  }
   if (!resp.ok) throw new Error(`config.json: HTTP ${resp.status}`);
   return resp.json();
 }
@@ -49,6 +59,7 @@ class Dashboard {
     this.streamOn = storage.get(KEY_STREAM) !== "off";
     this.streamError = null;
     this.lastStatsAt = 0;
+    this.sessionCheckedAt = 0;
     this.conn = null;
     this.requests = new Requests((verb, text) => {
       if (!this.conn || !this.conn.connected()) throw new Error("not connected to the broker");
@@ -84,11 +95,25 @@ class Dashboard {
     const was = this.status;
     this.status = status;
     view.renderConnection(status, detail);
+    if (status === "reconnecting" || status === "error") this.checkSession();
     if (status === "connected" && was !== "connected") {
       this.renewLease();
       this.trend.refresh();
     }
     this.refresh();
+  }
+
+  /** The relay refuses a page whose session ended: go to the login page instead of retrying. */
+  checkSession() {
+    const now = Date.now();
+    if (now - this.sessionCheckedAt < SESSION_CHECK_MS) return;
+    this.sessionCheckedAt = now;
+    sessionAlive().then((alive) => {
+      if (!alive) {
+        if (this.conn) this.conn.end();
+        toLogin();
+      }
+    });
   }
 
   bindStore() {
@@ -190,17 +215,65 @@ class Dashboard {
       && this.store.current.availability !== "offline";
   }
 
+  /**
+   * This page's own frame lease on the selected desk (`viewer` names it), kept while the page
+   * wants frames. The first request for a desk, and one every CONFIRM_MS, are answered (so an
+   * error such as "frames disabled" shows); the renewals in between are quiet: the agent does
+   * not answer them, so open pages cost it next to nothing. The lease is released as soon as
+   * the page stops wanting frames (tab hidden, live view off, another desk, disconnected) and
+   * when it goes away (pagehide); otherwise it runs out LEASE_S after the last renewal. An
+   * agent that refuses the `viewer` field gets the old answered renewals and no release.
+   */
   renewLease() {
+    const lease = this.lease || this.initLease();
+    const device = this.store.device;
+    if (lease.device !== null && (lease.device !== device || !this.wantFrames())) this.releaseLease();
     if (!this.wantFrames()) return;
-    this.requests.send("stream", { lease_s: LEASE_S }, { timeoutMs: RENEW_MS - 1000 }).then(
+    if (!lease.legacy && lease.device === device && Date.now() - lease.confirmedAt < CONFIRM_MS) {
+      this.publishLease(device, { lease_s: LEASE_S, viewer: lease.viewer, quiet: true });
+      return;
+    }
+    lease.device = device; // from now on the agent may hold it: release it even if no answer comes
+    const payload = lease.legacy ? { lease_s: LEASE_S } : { lease_s: LEASE_S, viewer: lease.viewer };
+    this.requests.send("stream", payload).then(
       () => {
+        if (lease.device === device) lease.confirmedAt = Date.now();
         this.streamError = null;
       },
       (err) => {
+        if (!lease.legacy && /unknown field/.test(err.message)) {
+          lease.legacy = true; // an agent from before per-page leases
+          lease.device = null;
+          this.renewLease();
+          return;
+        }
         this.streamError = `No live view: ${err.message}`;
         if (!this.feed.flowing) this.feed.clear(this.feedReason());
       },
     );
+  }
+
+  initLease() {
+    const bytes = new Uint8Array(6);
+    crypto.getRandomValues(bytes);
+    const viewer = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    this.lease = { viewer, device: null, confirmedAt: 0, legacy: false };
+    window.addEventListener("pagehide", () => this.releaseLease());
+    return this.lease;
+  }
+
+  releaseLease() {
+    const lease = this.lease;
+    if (!lease || lease.device === null) return;
+    if (!lease.legacy) this.publishLease(lease.device, { enable: false, viewer: lease.viewer, quiet: true });
+    lease.device = null;
+    lease.confirmedAt = 0;
+  }
+
+  /** A fire-and-forget stream request to `device` (quiet: the agent sends no answer). */
+  publishLease(device, payload) {
+    if (!this.conn || !this.conn.connected()) return;
+    this.conn.publish(deviceTopics(this.cfg.prefix, device).request("stream"), JSON.stringify(payload));
   }
 
   pauseOrResume() {

@@ -1,5 +1,7 @@
 // The page's one MQTT connection (mqtt.js over WebSocket, via the relay to the broker).
 // Owns connecting, reconnecting and the connection status; knows nothing of topics or the DOM.
+// The page has no broker credentials: the relay admits it by its session cookie and logs in
+// to the broker for it.
 
 // mqtt.js retries every second, so "reconnecting" shows well within 3 s of losing the broker.
 const RECONNECT_MS = 1000;
@@ -27,8 +29,6 @@ export function connectBroker(cfg, { onStatus, onConnect, onMessage }) {
   }
   const client = globalThis.mqtt.connect(cfg.ws_url, {
     clientId: clientId(),
-    username: cfg.username ?? undefined,
-    password: cfg.password ?? undefined,
     protocolVersion: 4,
     clean: true,
     // A silent network loss (no TCP close) shows as "reconnecting" after ~1.5 keepalives.
@@ -54,7 +54,7 @@ export function connectBroker(cfg, { onStatus, onConnect, onMessage }) {
   client.on("offline", () => onStatus(refused ? "error" : "reconnecting", refused));
   client.on("error", (err) => {
     const message = err && err.message ? err.message : String(err);
-    if (err && REFUSED.has(err.code)) refused = `broker refused the viewer login (${message})`;
+    if (err && REFUSED.has(err.code)) refused = `broker refused the dashboard's login (${message})`;
     console.warn("deskpulse: mqtt error:", message);
     onStatus("error", refused || message);
   });
@@ -78,4 +78,14 @@ export function connectBroker(cfg, { onStatus, onConnect, onMessage }) {
       client.end(true);
     },
   };
+}
+
+/** False once the server no longer knows this page's session (expired, logged out, restarted). */
+export async function sessionAlive() {
+  try {
+    const resp = await fetch("config.json", { cache: "no-store" });
+    return resp.status !== 401;
+  } catch {
+    return true; // the server is unreachable: that is a connection problem, not a logout
+  }
 }

@@ -4,13 +4,17 @@ import { hourTicks, normalizeTimeline } from "./timeline.js";
 
 const $ = (id) => document.getElementById(id);
 
-const REASONS = {
-  head_drop: "Your head has dropped: lift your chin and sit back.",
-  head_forward: "Your head is pushed forward: bring it back over your shoulders.",
-  lean_in: "You are leaning in toward the screen: sit back.",
+// One hint per reason code the classifier can emit (deskpulse/posture.py REASONS; the state
+// schema's reason enum). tests/test_schema.py fails when a code is missing on either side.
+export const REASONS = {
+  head_down: "Your head has dropped: lift your chin and bring it back over your shoulders.",
+  slumped: "You are slumping in your chair: sit up and straighten your back.",
   shoulder_tilt: "Your shoulders are tilted: level them.",
-  neck: "Your neck is bent: lift your head.",
-  torso: "You are slumping: straighten your back.",
+  lean_in: "You are leaning in toward the screen: sit back.",
+  neck_forward: "Your neck is bent forward: lift your head over your shoulders.",
+  torso_lean: "You are leaning forward: sit back and straighten your back.",
+  reclined: "You are leaning far back: sit upright with your back supported.",
+  low_visibility: "The camera can't see you well: face it and check the light.",
 };
 
 // ---------- formatting ----------
@@ -69,17 +73,21 @@ export function postureView(connection, device, entry) {
         message: "Step into the camera view to start monitoring." };
     case "unknown":
       return { key: "unknown", icon: "i-search", title: "Detecting posture…",
-        message: "Sit at your desk, facing the camera." };
+        message: reasonHint(state) || "Sit at your desk, facing the camera." };
     case "good":
       return { key: "good", icon: "i-check", title: "Good posture", message: "Keep it up." };
-    case "bad": {
-      const reasons = (state.metrics && state.metrics.reasons) || [];
-      const hint = reasons.map((r) => REASONS[r]).find(Boolean);
-      return { key: "bad", icon: "i-warn", title: "Bad posture", message: hint || "Sit up straight and relax your shoulders." };
-    }
+    case "bad":
+      return { key: "bad", icon: "i-warn", title: "Bad posture",
+        message: reasonHint(state) || "Sit up straight and relax your shoulders." };
     default:
       return { key: "offline", icon: "i-search", title: "Unknown state", message: "" };
   }
+}
+
+/** The hint for the first reason the state gives that the table knows, or undefined. */
+function reasonHint(state) {
+  const reasons = (state.metrics && state.metrics.reasons) || [];
+  return reasons.map((r) => REASONS[r]).find(Boolean);
 }
 
 export function renderPosture(view, entry, now = Date.now()) {
