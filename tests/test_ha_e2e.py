@@ -108,3 +108,31 @@ def test_renamed_device_leaves_no_ghost_entities(broker, tmp_path: Path) -> None
     finally:
         ha.close()
     assert load_config(data / "deskpulse.toml", {}, {}).homeassistant.enabled
+
+
+def test_snapshots_leave_only_while_home_assistant_is_online(broker, tmp_path: Path) -> None:
+    """The README's promise: a snapshot JPEG goes out only while Home Assistant has said it
+    is online (its birth message), never to an empty broker."""
+    t = Topics("deskpulse", "hasnap")
+    rec = Recorder(broker.port, f"{t.base}/#")
+    cfg = "[homeassistant]\nsnapshot_interval_s = 1.0\n[mqtt]\nhealth_interval_s = 1.0\n"
+    try:
+        with AgentProcess(broker.port, "demo", "hasnap", tmp_path / "d", config=cfg):
+            rec.wait_topic(t.state, lambda m: m.json()["camera"] == "ok", timeout=60)
+            # Several snapshot intervals go by (health comes every second) with no HA around.
+            mark = rec.mark()
+            for _ in range(4):
+                rec.wait_topic(t.health, start=rec.mark(), timeout=20)
+            assert not [m for m in rec.messages[mark:] if m.topic == t.snapshot]
+            rec.publish("homeassistant/status", "online")
+            snap = rec.wait_topic(t.snapshot, timeout=20)
+            assert snap.payload[:2] == b"\xff\xd8" and not snap.retain
+            rec.publish("homeassistant/status", "offline")  # HA's last will
+            for _ in range(2):  # a second after that the agent has seen it (ms after it was sent)
+                rec.wait_topic(t.health, start=rec.mark(), timeout=20)
+            quiet = rec.mark()
+            for _ in range(4):
+                rec.wait_topic(t.health, start=rec.mark(), timeout=20)
+            assert not [m for m in rec.messages[quiet:] if m.topic == t.snapshot]
+    finally:
+        rec.close()
