@@ -160,6 +160,8 @@ class Agent:
         log.info("device %s: source %s, view %s, %s", cfg.device_id, self.capture.spec.describe(),
                  cfg.posture.view, "calibrated" if pipeline.baseline.calibrated else "default baseline")
         pipeline.restore()  # queued until connected: the first retained state
+        if self.capture.spec.kind == "demo" and not pipeline.pause.paused:
+            pipeline.calibrate_demo()
         self.recorder.publish_stats(self.clock.wall(), self.clock.mono())
         self.ha.publish_discovery()
         publisher.start()

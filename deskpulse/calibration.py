@@ -1,6 +1,8 @@
 """Calibration: a few seconds of the user's good posture become the personal baseline.
 
-`Calibrator` is a pure collector (readings and times in, progress and a Baseline out).
+`Calibrator` is a pure collector (readings and times in, progress and a Baseline out): the
+median of each metric the view measures replaces its default. One good frame is enough to
+calibrate; more frames only make the median steadier.
 `BaselineStore` saves the baseline atomically under the data dir and loads it at start;
 a missing or corrupt file falls back to the defaults with one warning, never a crash.
 """
@@ -10,18 +12,18 @@ from __future__ import annotations
 import json
 import logging
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .files import write_json_atomic
-from .posture import Baseline, Reading
+from .posture import RULES, Baseline, Reading
 
 log = logging.getLogger(__name__)
 
 # A calibration needs the person visible in most frames and holding still.
 MIN_PRESENT_FRACTION = 0.7
-MAX_HEAD_SPREAD = 0.12  # stdev of head_height (fraction of shoulder width)
+MAX_HEAD_SPREAD = 0.12  # stdev of head_height and nose_height (fraction of shoulder width)
 MAX_TILT_SPREAD = 4.0  # stdev of shoulder tilt, degrees
 MAX_NECK_SPREAD = 6.0  # stdev of neck inclination, degrees
 
@@ -37,10 +39,17 @@ class Progress:
 
 
 class Calibrator:
-    def __init__(self, view: str, seconds: float, started: float) -> None:
+    """Collects readings for `seconds`, then turns them into a Baseline.
+
+    `defaults` is the baseline the calibration starts from: every metric the view measures
+    replaces its default; a metric never measured (hips out of sight) keeps the default.
+    """
+
+    def __init__(self, view: str, seconds: float, started: float, defaults: Baseline | None = None) -> None:
         self.view = view
         self.seconds = seconds
         self.started = started
+        self.defaults = defaults if defaults is not None else Baseline()
         self.frames = 0
         self.samples: list[dict[str, float]] = []
 
@@ -53,30 +62,33 @@ class Calibrator:
     def done(self, now: float) -> bool:
         return now - self.started >= self.seconds
 
+    def _values(self, key: str) -> list[float]:
+        return [s[key] for s in self.samples if key in s]
+
+    def _spread(self, key: str) -> float:
+        values = self._values(key)
+        return statistics.pstdev(values) if len(values) > 1 else 0.0
+
     def result(self, now: float) -> Baseline:
         if not self.samples or len(self.samples) < MIN_PRESENT_FRACTION * max(1, self.frames):
             raise CalibrationFailed("no person visible: sit in front of the camera and try again")
         at = datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-        def med(key: str) -> float:
-            return float(statistics.median(s[key] for s in self.samples if key in s))
-
-        def spread(key: str) -> float:
-            values = [s[key] for s in self.samples if key in s]
-            return statistics.pstdev(values) if len(values) > 1 else 0.0
-
         if self.view == "front":
-            if spread("head_height") > MAX_HEAD_SPREAD or spread("shoulder_tilt_deg") > MAX_TILT_SPREAD:
-                raise CalibrationFailed("posture not steady: sit still in your good posture and try again")
-            return Baseline(head_height=med("head_height"), nose_height=med("nose_height"),
-                            shoulder_width=med("shoulder_width"),
-                            shoulder_tilt_deg=med("shoulder_tilt_deg"), calibrated=True, at=at)
-        if spread("neck_deg") > MAX_NECK_SPREAD:
+            unsteady = (max(self._spread("head_height"), self._spread("nose_height")) > MAX_HEAD_SPREAD
+                        or self._spread("shoulder_tilt_deg") > MAX_TILT_SPREAD)
+            measured = ("head_height", "nose_height", "torso_height", "shoulder_width", "shoulder_tilt_deg")
+        else:
+            unsteady = self._spread("neck_deg") > MAX_NECK_SPREAD
+            measured = ("neck_deg", "torso_deg", "head_pitch_deg")
+        if unsteady:
             raise CalibrationFailed("posture not steady: sit still in your good posture and try again")
-        torso = [s["torso_deg"] for s in self.samples if "torso_deg" in s]
-        return Baseline(neck_deg=med("neck_deg"),
-                        torso_deg=float(statistics.median(torso)) if torso else Baseline.torso_deg,
-                        calibrated=True, at=at)
+        assert {r.metric for r in RULES[self.view]} <= set(measured)
+        medians = {k: float(statistics.median(v)) for k in measured if (v := self._values(k))}
+        baseline = replace(self.defaults, **medians, calibrated=True, at=at)
+        try:
+            return Baseline.from_json(baseline.to_json())
+        except ValueError:
+            raise CalibrationFailed("your head is not above your shoulders: sit upright and try again") from None
 
 
 class BaselineStore:

@@ -81,7 +81,7 @@ class DemoScene:
         elif name == "lean_in":
             scale = 1.0 + 0.8 * weight
         elif name == "tilt":
-            angle = -14.0 * weight
+            angle = -20.0 * weight  # MediaPipe reads ~12-17 degrees of shoulder tilt from it
         elif name == "away":
             shift_x = WIDTH * 1.1 * weight
         ph, pw = person.shape[:2]

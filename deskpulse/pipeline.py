@@ -60,6 +60,11 @@ class _Calibration:
     calibrator: Calibrator
     reply: Reply
     last_percent: int = -1
+    persist: bool = True  # False: the demo's own baseline, never saved or recorded
+
+
+def _log_reply(answer: dict[str, Any]) -> None:
+    log.debug("demo calibration: %s", answer)
 
 
 class Pipeline:
@@ -108,6 +113,17 @@ class Pipeline:
         self.threads_alive: Callable[[], dict[str, bool]] = lambda: {}
 
     # --- lifecycle -------------------------------------------------------------------
+    def calibrate_demo(self) -> None:
+        """The demo scene calibrates itself on its first seconds of good posture, in memory
+        only, the way a user presses Calibrate: uncalibrated defaults are deliberately lenient
+        (docs/accuracy.md), and a new user should see the demo's slouch judged as bad."""
+        if self.baseline.calibrated or self._calibration is not None:
+            return
+        log.info("demo scene: calibrating on its first seconds of good posture (not saved)")
+        seconds = self.config.posture.calibration_s
+        self._calibration = _Calibration(Calibrator(self.config.posture.view, seconds, self.clock.mono()),
+                                         Reply("calibrate", None, _log_reply), persist=False)
+
     def restore(self) -> None:
         """Before the thread starts: the persisted pause, then the first (retained) state."""
         wall, mono = self.clock.wall(), self.clock.mono()
@@ -334,8 +350,9 @@ class Pipeline:
             log.info("calibration failed: %s", exc)
             cal.reply.fail(str(exc))
             return
-        self.baselines.save(self.config.posture.view, baseline)
-        self.recorder.record_calibration(baseline.to_json(), self.clock.wall())
+        if cal.persist:
+            self.baselines.save(self.config.posture.view, baseline)
+            self.recorder.record_calibration(baseline.to_json(), self.clock.wall())
         self.baseline = baseline
         log.info("calibrated: %s", baseline.to_json())
         cal.reply.done({"stage": "done", "percent": 100, "baseline": baseline.to_json()})

@@ -1,14 +1,20 @@
-"""The posture classifier: landmarks + baseline -> a reading, and the debouncing filter.
+"""The posture classifier: landmarks + baseline -> a reading of one frame.
 
-Pure code over plain data: no camera, no broker, no clock of its own (time is passed in).
-`classify` judges one frame; `PostureFilter` turns the stream of per-frame readings into a
-stable posture state with an onset delay, exit hysteresis and absent detection.
+Pure code over plain data: no camera, no broker, no clock. `front_metrics` and
+`side_metrics` turn landmarks into scale-invariant measurements (ratios of the shoulder
+width, angles); `classify` compares them with a `Baseline` through the explicit `RULES`,
+each of which yields one reason code the page can explain. The debouncing of per-frame
+readings into a stable state lives in posture_filter.py.
+
+The rules, the default baseline and the margins in PostureConfig were chosen on labelled
+photos of real people with subject-wise cross-validation: see docs/accuracy.md and
+bench/accuracy.py.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 from .config import PostureConfig
@@ -19,15 +25,79 @@ Raw = Literal["good", "bad", "unknown"]
 
 
 @dataclass(frozen=True)
-class Baseline:
-    """A person's good posture. The defaults apply until a calibration replaces them."""
+class Rule:
+    """One explainable check: `metric` beyond the baseline's value of it by a margin is bad.
 
-    head_height: float = 0.62      # ears above the shoulder line / shoulder width
-    nose_height: float = 0.55      # nose above the shoulder line / shoulder width
-    shoulder_width: float = 0.38   # shoulder width / frame width (distance to the screen)
+    sign +1: bad when metric > baseline + margin; -1: bad when metric < baseline - margin.
+    The margin is the PostureConfig field `margin`, divided by the sensitivity. A `ratio`
+    rule compares metric / baseline - 1 with the field's value - 1 (lean_in = 1.2: 20%).
+    """
+
+    reason: str
+    metric: str  # a key of the view's metrics and a field of Baseline
+    sign: Literal[1, -1]
+    margin: str  # a PostureConfig field
+    ratio: bool = False
+
+    def margin_of(self, cfg: PostureConfig) -> float:
+        value = float(getattr(cfg, self.margin))
+        return (value - 1 if self.ratio else value) / cfg.sensitivity
+
+    def excess(self, metrics: dict[str, float], baseline: "Baseline") -> float | None:
+        """How far the metric lies on the bad side of the baseline (None when not measured)."""
+        value = metrics.get(self.metric)
+        if value is None:
+            return None
+        base = float(getattr(baseline, self.metric))
+        return self.sign * ((value / base - 1) if self.ratio else (value - base))
+
+
+RULES: dict[str, tuple[Rule, ...]] = {
+    "front": (
+        Rule("head_down", "nose_height", -1, "head_drop"),
+        Rule("slumped", "torso_height", -1, "torso_drop"),
+        Rule("shoulder_tilt", "shoulder_tilt_deg", 1, "shoulder_tilt_deg"),
+        Rule("lean_in", "shoulder_width", 1, "lean_in", ratio=True),
+    ),
+    "side": (
+        Rule("neck_forward", "neck_deg", 1, "neck_deg"),
+        Rule("torso_lean", "torso_deg", 1, "torso_deg"),
+        Rule("reclined", "torso_deg", -1, "recline_deg"),
+        Rule("head_down", "head_pitch_deg", 1, "head_pitch_deg"),
+    ),
+}
+
+# Every reason code `classify` can put in Reading.reasons (and so in state.metrics.reasons).
+# The page's hint table and the payload schema are keyed by this tuple.
+REASONS: tuple[str, ...] = tuple(dict.fromkeys(
+    [r.reason for view in ("front", "side") for r in RULES[view]] + ["low_visibility"]))
+
+# Every key `classify` can put in Reading.metrics (and so in state.metrics), per view. Some
+# appear only when measured: torso_height needs both hips, head_pitch_deg the nose.
+METRICS: dict[str, tuple[str, ...]] = {
+    "front": ("head_height", "nose_height", "shoulder_tilt_deg", "shoulder_width", "torso_height",
+              "head_drop", "lean_in"),
+    "side": ("neck_deg", "torso_deg", "head_pitch_deg"),
+}
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A person's good posture. The defaults apply until a calibration replaces them.
+
+    The defaults are not an average person: they sit where the uncalibrated thresholds
+    (default - margin) keep almost every well-seated person in the labelled sample good,
+    so a new user is told "bad" only for what is bad for nearly anybody.
+    """
+
+    head_height: float = 0.55      # front: ears above the shoulder line / shoulder width (reported)
+    nose_height: float = 0.40      # front: nose above the shoulder line / shoulder width
+    torso_height: float = 1.50     # front: hips below the shoulder line / shoulder width
+    shoulder_width: float = 0.38   # front: shoulder width / frame width (distance to the screen)
     shoulder_tilt_deg: float = 0.0
-    neck_deg: float = 15.0         # side view
-    torso_deg: float = 2.0         # side view
+    neck_deg: float = 15.0         # side: ear ahead of the shoulder, degrees from vertical
+    torso_deg: float = -2.0        # side: shoulder ahead of the hip (negative: leaning back)
+    head_pitch_deg: float = 20.0   # side: nose below the ear, degrees below horizontal
     calibrated: bool = False
     at: str | None = None          # ISO time of the calibration
 
@@ -36,14 +106,19 @@ class Baseline:
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> "Baseline":
+        """Parse a saved baseline; fields it lacks (older files) take their defaults."""
         if not isinstance(data, dict):
             raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         base = cls(**known)  # type: ignore[arg-type]
+        for f in fields(cls):
+            if f.type in ("float", float):
+                value = getattr(base, f.name)
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise ValueError(f"{f.name} must be a number, got {value!r}")
         for name in ("head_height", "nose_height", "shoulder_width"):
-            value = getattr(base, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+            if getattr(base, name) <= 0:
+                raise ValueError(f"{name} must be a positive number, got {getattr(base, name)!r}")
         return base
 
 
@@ -61,24 +136,27 @@ def _visible(lm: Landmark, min_vis: float) -> bool:
     return lm.visibility >= min_vis
 
 
+def _in_frame(lm: Landmark, pose: Pose) -> bool:
+    return 0 <= lm.x <= pose.width and 0 <= lm.y <= pose.height
+
+
 def _mid(a: Landmark, b: Landmark) -> tuple[float, float]:
     return (a.x + b.x) / 2, (a.y + b.y) / 2
 
 
-def _angle_from_vertical(lower: Landmark, upper: Landmark) -> float:
-    """Degrees between the segment lower->upper and straight up."""
-    dx, dy = upper.x - lower.x, lower.y - upper.y  # image y grows downwards
-    return math.degrees(math.atan2(abs(dx), dy)) if (dx or dy) else 0.0
-
-
 def front_metrics(pose: Pose, min_vis: float) -> tuple[dict[str, float], float] | None:
-    """Front-view measurements, or None when the needed landmarks are not trustworthy."""
+    """Front-view measurements, or None when the needed landmarks are not trustworthy.
+
+    Heights are measured up from the shoulder line and divided by the shoulder width, so
+    they do not depend on the frame size or the distance to the camera.
+    """
     ls, rs, nose = pose[LEFT_SHOULDER], pose[RIGHT_SHOULDER], pose[NOSE]
     le, re_ = pose[LEFT_EAR], pose[RIGHT_EAR]
+    lh, rh = pose[LEFT_HIP], pose[RIGHT_HIP]
     if not (_visible(ls, min_vis) and _visible(rs, min_vis) and _visible(nose, min_vis)):
         return None
     width = math.hypot(ls.x - rs.x, ls.y - rs.y)
-    if width < 4:  # pixels: a degenerate detection
+    if width < 4 or width < 0.005 * max(pose.width, pose.height):  # a degenerate detection
         return None
     _, shoulder_y = _mid(ls, rs)
     ears_visible = _visible(le, min_vis) and _visible(re_, min_vis)
@@ -90,22 +168,60 @@ def front_metrics(pose: Pose, min_vis: float) -> tuple[dict[str, float], float] 
         "shoulder_tilt_deg": math.degrees(math.atan2(abs(ls.y - rs.y), abs(ls.x - rs.x))),
         "shoulder_width": width / pose.width,
     }
+    # Hips count only when both are seen inside the frame: at a desk they are often hidden,
+    # and a model's guess at a hip below the frame edge says nothing about slumping.
+    if all(_visible(h, min_vis) and _in_frame(h, pose) for h in (lh, rh)):
+        metrics["torso_height"] = (_mid(lh, rh)[1] - shoulder_y) / width
     return metrics, sum(lm.visibility for lm in used) / len(used)
+
+
+def _side_point(pose: Pose, left: int, right: int, min_vis: float) -> Landmark | None:
+    """One point for a left/right pair seen from the side: the visibility-weighted mean."""
+    seen = [lm for lm in (pose[left], pose[right]) if _visible(lm, min_vis)]
+    if not seen:
+        return None
+    total = sum(lm.visibility for lm in seen) or 1.0
+    return Landmark(sum(lm.x * lm.visibility for lm in seen) / total,
+                    sum(lm.y * lm.visibility for lm in seen) / total,
+                    max(lm.visibility for lm in seen))
+
+
+def _inclination(lower: Landmark, upper: Landmark, facing: int) -> float:
+    """Degrees between lower->upper and straight up; positive leans towards `facing`.
+
+    facing is +1 (the person faces image right), -1 (left) or 0 (unknown: unsigned).
+    """
+    dx, dy = upper.x - lower.x, lower.y - upper.y  # image y grows downwards
+    if not (dx or dy):
+        return 0.0
+    return math.degrees(math.atan2(dx * facing if facing else abs(dx), dy))
 
 
 def side_metrics(pose: Pose, min_vis: float) -> tuple[dict[str, float], float] | None:
-    """Side-view measurements on the better-visible side, or None."""
-    sides = ((LEFT_EAR, LEFT_SHOULDER, LEFT_HIP), (RIGHT_EAR, RIGHT_SHOULDER, RIGHT_HIP))
-    ear_i, sh_i, hip_i = max(sides, key=lambda s: sum(pose[i].visibility for i in s))
-    ear, sh, hip = pose[ear_i], pose[sh_i], pose[hip_i]
-    if not (_visible(ear, min_vis) and _visible(sh, min_vis)):
+    """Side-view measurements, or None.
+
+    neck_deg: the shoulder->ear line from vertical; torso_deg: hip->shoulder from vertical.
+    Both are signed by the way the person faces (nose ahead of the ear): positive leans
+    forward, a negative torso_deg leans back. Without a visible nose they are unsigned.
+    head_pitch_deg: the ear->nose line below horizontal (looking down), when the nose is seen.
+    """
+    ear = _side_point(pose, LEFT_EAR, RIGHT_EAR, min_vis)
+    sh = _side_point(pose, LEFT_SHOULDER, RIGHT_SHOULDER, min_vis)
+    if ear is None or sh is None:
         return None
-    metrics = {"neck_deg": _angle_from_vertical(sh, ear)}
+    nose = pose[NOSE]
+    facing = 0
+    metrics: dict[str, float] = {}
+    if _visible(nose, min_vis):
+        facing = 1 if nose.x > ear.x else -1 if nose.x < ear.x else 0
+        metrics["head_pitch_deg"] = math.degrees(math.atan2(nose.y - ear.y, abs(nose.x - ear.x)))
+    metrics["neck_deg"] = _inclination(sh, ear, facing)
     used = [ear, sh]
-    if _visible(hip, min_vis):
-        metrics["torso_deg"] = _angle_from_vertical(hip, sh)
+    hip = _side_point(pose, LEFT_HIP, RIGHT_HIP, min_vis)
+    if hip is not None:
+        metrics["torso_deg"] = _inclination(hip, sh, facing)
         used.append(hip)
-    return metrics, sum(lm.visibility for lm in used) / len(used)
+    return metrics, min(1.0, sum(lm.visibility for lm in used) / len(used))
 
 
 def classify(pose: Pose, cfg: PostureConfig, baseline: Baseline) -> Reading:
@@ -114,93 +230,13 @@ def classify(pose: Pose, cfg: PostureConfig, baseline: Baseline) -> Reading:
     if measured is None:
         return Reading("unknown", 0.0, {}, ("low_visibility",))
     metrics, confidence = measured
-    strict = cfg.sensitivity
     reasons: list[str] = []
+    for rule in RULES[cfg.view]:
+        excess = rule.excess(metrics, baseline)
+        if excess is not None and excess > rule.margin_of(cfg):
+            reasons.append(rule.reason)
     if cfg.view == "front":
-        head_drop = 1 - metrics["head_height"] / baseline.head_height
-        nose_drop = 1 - metrics["nose_height"] / baseline.nose_height
-        lean_in = metrics["shoulder_width"] / baseline.shoulder_width
-        tilt = metrics["shoulder_tilt_deg"] - baseline.shoulder_tilt_deg
-        metrics.update(head_drop=head_drop, lean_in=lean_in)
-        if head_drop > cfg.head_drop / strict:
-            reasons.append("head_forward")
-        if nose_drop > cfg.head_drop / strict:
-            reasons.append("head_down")
-        if tilt > cfg.shoulder_tilt_deg / strict:
-            reasons.append("shoulder_tilt")
-        if lean_in > 1 + (cfg.lean_in - 1) / strict:
-            reasons.append("lean_in")
-    else:
-        if metrics["neck_deg"] > baseline.neck_deg + cfg.neck_deg / strict:
-            reasons.append("neck_forward")
-        if "torso_deg" in metrics and metrics["torso_deg"] > baseline.torso_deg + cfg.torso_deg / strict:
-            reasons.append("torso_lean")
+        metrics["head_drop"] = baseline.nose_height - metrics["nose_height"]
+        metrics["lean_in"] = metrics["shoulder_width"] / baseline.shoulder_width
     rounded = {k: round(v, 3) for k, v in metrics.items()}
     return Reading("bad" if reasons else "good", round(confidence, 3), rounded, tuple(reasons))
-
-
-@dataclass(frozen=True)
-class PostureState:
-    """The stable posture after filtering."""
-
-    posture: str  # good | bad | unknown | absent
-    since: float  # epoch seconds when this posture began
-    reading: Reading | None  # the reading of the latest frame (None when absent)
-    changed: bool = False  # True on the frame where the posture switched
-
-    def bad_for(self, now: float) -> float:
-        return max(0.0, now - self.since) if self.posture == "bad" else 0.0
-
-
-class PostureFilter:
-    """Debounces per-frame readings into a posture state.
-
-    A new posture must persist (`onset_s` for bad and unknown, `exit_s` to leave bad)
-    before the state switches; any other candidate in between restarts the wait, so a
-    glance at the keyboard never flips the state. `absent_frames` consecutive frames with
-    no person give "absent" at once; a person reappearing is "good" at once.
-    """
-
-    def __init__(self, cfg: PostureConfig, now: float, initial: str = "unknown") -> None:
-        self.cfg = cfg
-        self.state = PostureState(initial, now, None)
-        self._pending: str | None = None
-        self._pending_since = now
-        self._no_person = 0
-
-    def reset(self, posture: str, now: float) -> PostureState:
-        """Force a posture (used after pause/resume and camera faults)."""
-        changed = posture != self.state.posture
-        self.state = PostureState(posture, now if changed else self.state.since, None, changed)
-        self._pending = None
-        self._no_person = 0
-        return self.state
-
-    def _delay(self, current: str, candidate: str) -> float:
-        if candidate == "bad" or candidate == "unknown":
-            return self.cfg.onset_s
-        if candidate == "good" and current == "bad":
-            return self.cfg.exit_s
-        return 0.0
-
-    def update(self, reading: Reading | None, now: float) -> PostureState:
-        """Feed one frame's reading (None = no person in the frame)."""
-        if reading is None:
-            self._no_person += 1
-            candidate = "absent" if self._no_person >= self.cfg.absent_frames else self.state.posture
-        else:
-            self._no_person = 0
-            candidate = reading.posture
-        current = self.state.posture
-        if candidate == current:
-            self._pending = None
-            self.state = replace(self.state, reading=reading, changed=False)
-            return self.state
-        if candidate != self._pending:
-            self._pending, self._pending_since = candidate, now
-        if now - self._pending_since >= self._delay(current, candidate):
-            self.state = PostureState(candidate, now, reading, changed=True)
-            self._pending = None
-        else:
-            self.state = replace(self.state, reading=reading, changed=False)
-        return self.state

@@ -78,3 +78,57 @@ def test_corrupt_file_falls_back_to_defaults_with_one_warning(tmp_path: Path, co
 def test_saved_file_is_plain_json(tmp_path: Path) -> None:
     BaselineStore(tmp_path).save("front", Baseline(calibrated=True))
     assert json.loads((tmp_path / "calibration-front.json").read_text())["calibrated"] is True
+
+
+def test_one_good_frame_is_enough() -> None:
+    """A single photo (or the one frame a person was seen in a short video) calibrates."""
+    cal = Calibrator("front", 0.1, started=0.0)
+    cal.add(reading(0.62), 0.0)
+    base = cal.result(0.1)
+    assert base.calibrated and base.head_height == pytest.approx(0.62) and base.nose_height == pytest.approx(0.54)
+
+
+def test_what_was_never_measured_keeps_the_defaults() -> None:
+    """Hips out of sight during the calibration: the slump check keeps its default."""
+    defaults = Baseline(torso_height=1.4, neck_deg=12.0)
+    cal = Calibrator("front", 1.0, started=0.0, defaults=defaults)
+    for i in range(11):
+        cal.add(reading(), i / 10)
+    base = cal.result(1.0)
+    assert base.torso_height == 1.4 and base.neck_deg == 12.0  # from the given defaults
+    assert base.nose_height == pytest.approx(0.62)  # measured
+
+
+def test_calibrating_on_a_pose_makes_it_good_and_a_slump_from_it_bad() -> None:
+    """The real classifier's readings in, the baseline back into the real classifier."""
+    from deskpulse.config import PostureConfig
+    from deskpulse.posture import classify
+
+    from .test_posture import front
+
+    cfg = PostureConfig()
+    tall = (640, 700)  # hips in the frame
+    low_sitter = front(nose_y=225, head_y=205, hips_y=560, size=tall)  # a low head, good for this person
+    cal = Calibrator("front", 0.5, started=0.0)
+    for i in range(6):
+        cal.add(classify(low_sitter, cfg, Baseline()), i / 10)
+    base = cal.result(0.5)
+    assert classify(low_sitter, cfg, base).posture == "good"
+    assert base.torso_height == pytest.approx(1.3) and base.nose_height == pytest.approx(0.375)
+    assert classify(front(nose_y=275, head_y=255, hips_y=560, size=tall), cfg, base).reasons == ("head_down",)
+    assert classify(front(nose_y=225, head_y=205, hips_y=470, size=tall), cfg, base).reasons == ("slumped",)
+
+
+def test_side_view_baseline_includes_the_head_pitch() -> None:
+    cal = Calibrator("side", 0.2, started=0.0)
+    cal.add(Reading("good", 0.9, {"neck_deg": 8.0, "torso_deg": -3.0, "head_pitch_deg": 12.0}), 0.0)
+    base = cal.result(0.2)
+    assert (base.neck_deg, base.torso_deg, base.head_pitch_deg) == (8.0, -3.0, 12.0)
+
+
+def test_head_below_the_shoulders_is_refused_not_saved() -> None:
+    cal = Calibrator("front", 0.2, started=0.0)
+    cal.add(Reading("good", 0.9, {"head_height": -0.1, "nose_height": -0.2, "shoulder_tilt_deg": 1.0,
+                                  "shoulder_width": 0.3}), 0.0)
+    with pytest.raises(CalibrationFailed, match="sit upright"):
+        cal.result(0.2)

@@ -140,3 +140,19 @@ def test_wall_clock_steps_change_neither_the_debounce_nor_the_slouch_streak(
     elapsed = time.monotonic() - started
     assert later["posture"] == "bad"
     assert later["bad_for_s"] <= elapsed + 1, (later["bad_for_s"], elapsed)
+
+
+def test_the_demo_calibrates_itself_in_memory_and_shows_its_slouch(broker, recorder, running, tmp_path: Path) -> None:
+    """A new user's first run: the demo's slouch must read as bad although nobody has
+    pressed Calibrate (the uncalibrated defaults are lenient), and the demo's baseline must
+    never become the baseline of a real camera later."""
+    t = Topics("deskpulse", "demo1")
+    agent = Agent(load_config(None, {"camera.source": "demo", "mqtt.broker": f"mqtt://127.0.0.1:{broker.port}",
+                                     "device_id": "demo1", "data_dir": str(tmp_path / "d"),
+                                     "homeassistant.enabled": False}, env={}))
+    running.append(agent.start())
+    calibrated = recorder.wait_topic(t.state, lambda m: m.json()["calibrated"], timeout=60)
+    bad = recorder.wait_topic(t.state, lambda m: m.json()["posture"] == "bad", timeout=60,
+                              start=recorder.messages.index(calibrated)).json()
+    assert bad["metrics"]["reasons"]
+    assert not list((tmp_path / "d").rglob("calibration-*.json"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -11,62 +12,100 @@ from hypothesis import strategies as st
 from deskpulse.config import PostureConfig
 from deskpulse.pose import (LEFT_EAR, LEFT_HIP, LEFT_SHOULDER, NOSE, RIGHT_EAR, RIGHT_HIP,
                             RIGHT_SHOULDER, Landmark, Pose)
-from deskpulse.posture import Baseline, PostureFilter, Reading, classify
+from deskpulse.posture import METRICS, REASONS, RULES, Baseline, Reading, classify
+from deskpulse.posture_filter import PostureFilter
 
 W, H = 640, 480
 
 
 def make_pose(points: dict[int, tuple[float, float]], vis: float = 0.99,
-              low: tuple[int, ...] = ()) -> Pose:
+              low: tuple[int, ...] = (), size: tuple[int, int] = (W, H)) -> Pose:
     marks = [Landmark(0.0, 0.0, 0.0) for _ in range(33)]
     for i, (x, y) in points.items():
         marks[i] = Landmark(x, y, 0.1 if i in low else vis)
-    return Pose(tuple(marks), W, H)
+    return Pose(tuple(marks), *size)
 
 
 def front(head_y: float = 130, nose_y: float = 150, tilt_px: float = 0, width: float = 200,
-          **kw: object) -> Pose:
-    """A frontal upper body: shoulders at y=300 around x=320, head above."""
+          hips_y: float | None = None, **kw: object) -> Pose:
+    """A frontal upper body: shoulders at y=300 around x=320, head above, hips if given."""
     cx = 320
-    return make_pose({
+    points = {
         LEFT_SHOULDER: (cx + width / 2, 300 + tilt_px / 2), RIGHT_SHOULDER: (cx - width / 2, 300 - tilt_px / 2),
         NOSE: (cx, nose_y), LEFT_EAR: (cx + 35, head_y), RIGHT_EAR: (cx - 35, head_y),
-    }, **kw)  # type: ignore[arg-type]
+    }
+    if hips_y is not None:
+        points.update({LEFT_HIP: (cx + 60, hips_y), RIGHT_HIP: (cx - 60, hips_y)})
+    return make_pose(points, **kw)  # type: ignore[arg-type]
 
 
-def side(neck_deg: float, torso_deg: float = 0.0, **kw: object) -> Pose:
+def side(neck_deg: float, torso_deg: float = 0.0, pitch_deg: float = 15.0, facing: int = 1,
+         nose: bool = True, **kw: object) -> Pose:
+    """A person seen from the side, facing image right (facing=1) or left (-1).
+
+    neck_deg: the ear ahead of the shoulder; torso_deg: the shoulder ahead of the hip
+    (negative: leaning back); pitch_deg: the nose below the ear."""
     sx, sy = 300.0, 250.0
-    ear = (sx + 80 * math.sin(math.radians(neck_deg)), sy - 80 * math.cos(math.radians(neck_deg)))
-    hip = (sx - 150 * math.sin(math.radians(torso_deg)), sy + 150 * math.cos(math.radians(torso_deg)))
-    return make_pose({LEFT_EAR: ear, LEFT_SHOULDER: (sx, sy), LEFT_HIP: hip,
-                      RIGHT_EAR: ear, RIGHT_SHOULDER: (sx, sy), RIGHT_HIP: hip}, **kw)  # type: ignore[arg-type]
+    def x(dx: float) -> float:
+        return sx + facing * dx
+    ear_dx, ear_y = 80 * math.sin(math.radians(neck_deg)), sy - 80 * math.cos(math.radians(neck_deg))
+    ear = (x(ear_dx), ear_y)
+    hip = (x(-150 * math.sin(math.radians(torso_deg))), sy + 150 * math.cos(math.radians(torso_deg)))
+    points = {LEFT_EAR: ear, LEFT_SHOULDER: (sx, sy), LEFT_HIP: hip,
+              RIGHT_EAR: ear, RIGHT_SHOULDER: (sx, sy), RIGHT_HIP: hip}
+    if nose:
+        points[NOSE] = (x(ear_dx + 30 * math.cos(math.radians(pitch_deg))), ear_y + 30 * math.sin(math.radians(pitch_deg)))
+    return make_pose(points, **kw)  # type: ignore[arg-type]
 
 
-CAL = Baseline(head_height=0.85, nose_height=0.75, shoulder_width=200 / W, calibrated=True)
+CAL = Baseline(head_height=0.85, nose_height=0.75, shoulder_width=200 / W, torso_height=1.5, calibrated=True)
 CFG = PostureConfig()
+SIDE = PostureConfig(view="side")
 
 
 def test_upright_is_good() -> None:
-    r = classify(front(), CFG, CAL)
+    r = classify(front(hips_y=600, size=(W, 700)), CFG, CAL)
     assert r.posture == "good" and r.reasons == ()
     assert r.metrics["head_height"] == pytest.approx(0.85)
+    assert r.metrics["nose_height"] == pytest.approx(0.75) and r.metrics["head_drop"] == pytest.approx(0.0)
+    assert r.metrics["torso_height"] == pytest.approx(1.5)
     assert r.confidence > 0.9
 
 
 @pytest.mark.parametrize("pose,reason", [
-    (front(head_y=200, nose_y=150), "head_forward"),   # ears sink towards the shoulder line
-    (front(nose_y=230), "head_down"),                   # looking down at the keyboard
-    (front(tilt_px=60), "shoulder_tilt"),               # ~17 degrees
-    (front(width=260), "lean_in"),                      # 1.3x closer than the baseline
+    (front(nose_y=230), "head_down"),          # the nose sinks towards the shoulder line
+    (front(hips_y=480), "slumped"),            # the shoulders sink towards the hips (0.9 widths)
+    (front(tilt_px=60), "shoulder_tilt"),      # ~17 degrees
+    (front(width=260), "lean_in"),             # 1.3x closer than the baseline
 ])
 def test_each_front_rule_flags_bad(pose: Pose, reason: str) -> None:
     r = classify(pose, CFG, CAL)
     assert r.posture == "bad"
-    assert reason in r.reasons
+    assert r.reasons == (reason,)
+
+
+def test_measurements_do_not_depend_on_frame_size_or_position() -> None:
+    """Halve every coordinate in a half-size frame, shift it: the same metrics and verdict."""
+    pose = front(nose_y=200, tilt_px=20, hips_y=450)
+    moved = Pose(tuple(Landmark(lm.x / 2 + 7, lm.y / 2 - 5, lm.visibility) for lm in pose.landmarks), W // 2, H // 2)
+    a, b = classify(pose, CFG, CAL), classify(moved, CFG, CAL)
+    assert a.posture == b.posture and a.reasons == b.reasons
+    assert a.metrics == pytest.approx(b.metrics, abs=1e-3)
+
+
+def test_uncalibrated_is_lenient_and_calibration_moves_the_line() -> None:
+    """A low head is normal for some people: bad only against their own good posture."""
+    low = front(nose_y=220)  # nose 0.4 shoulder widths above the shoulder line
+    assert classify(low, CFG, Baseline()).posture == "good"
+    assert classify(low, CFG, CAL).reasons == ("head_down",)  # this person sat at 0.75
+    personal = dataclasses.replace(CAL, nose_height=0.5)
+    assert classify(low, CFG, personal).posture == "good"
+    # ... and a really sunken head is bad for anybody, calibrated or not
+    assert classify(front(nose_y=270), CFG, Baseline()).reasons == ("head_down",)
 
 
 def test_sensitivity_scales_thresholds() -> None:
-    slight = front(head_y=165)  # 18% drop: under the default 25%
+    slight = front(nose_y=175)  # the nose 0.125 widths below the baseline: under the 0.2 margin
     assert classify(slight, CFG, CAL).posture == "good"
     assert classify(slight, PostureConfig(sensitivity=2.0), CAL).posture == "bad"
 
@@ -81,23 +120,61 @@ def test_ears_hidden_falls_back_to_nose() -> None:
     assert r.posture in ("good", "bad") and r.metrics["head_height"] == r.metrics["nose_height"]
 
 
-@pytest.mark.parametrize("neck,torso,expected,reason", [
-    (10, 0, "good", None), (50, 0, "bad", "neck_forward"), (10, 20, "bad", "torso_lean"),
+@pytest.mark.parametrize("hips", [dict(hips_y=520, low=(LEFT_HIP,)), dict(hips_y=490, size=(W, 485))])
+def test_hips_hidden_or_outside_the_frame_are_not_judged(hips: dict) -> None:
+    """At a desk the hips are often hidden; a guess below the frame edge is no slump."""
+    r = classify(front(**hips), CFG, CAL)
+    assert "torso_height" not in r.metrics and r.posture == "good"
+
+
+@pytest.mark.parametrize("neck,torso,pitch,reason", [
+    (10, 0, 15, None), (45, 0, 15, "neck_forward"), (10, 20, 15, "torso_lean"),
+    (10, -25, 15, "reclined"), (10, 0, 70, "head_down"),
 ])
-def test_side_view(neck: float, torso: float, expected: str, reason: str | None) -> None:
-    cfg = PostureConfig(view="side")
-    r = classify(side(neck, torso), cfg, Baseline())
-    assert r.posture == expected
+@pytest.mark.parametrize("facing", [1, -1])
+def test_side_view(neck: float, torso: float, pitch: float, reason: str | None, facing: int) -> None:
+    r = classify(side(neck, torso, pitch, facing=facing), SIDE, Baseline())
+    assert r.reasons == ((reason,) if reason else ())
     assert r.metrics["neck_deg"] == pytest.approx(neck, abs=0.01)
-    if reason:
-        assert reason in r.reasons
+    assert r.metrics["torso_deg"] == pytest.approx(torso, abs=0.01)
+    assert r.metrics["head_pitch_deg"] == pytest.approx(pitch, abs=0.01)
 
 
-def test_calibrated_baseline_moves_the_line() -> None:
-    slumped = front(head_y=190, nose_y=200)
-    assert classify(slumped, CFG, CAL).posture == "bad"
-    personal = Baseline(head_height=0.6, nose_height=0.5, shoulder_width=200 / W, calibrated=True)
-    assert classify(slumped, CFG, personal).posture == "good"
+def test_side_view_without_a_nose_measures_unsigned_angles() -> None:
+    """Which way the person faces comes from the nose; without it leaning back reads as forward."""
+    r = classify(side(-20, -5, nose=False), SIDE, Baseline())
+    assert r.metrics["neck_deg"] == pytest.approx(20, abs=0.01) and r.metrics["torso_deg"] == pytest.approx(5, abs=0.01)
+    assert "head_pitch_deg" not in r.metrics
+
+
+def test_side_view_uses_the_visible_side() -> None:
+    """The far side's landmarks, barely visible, do not pull the measurement."""
+    pose = side(40)
+    far = list(pose.landmarks)
+    far[RIGHT_EAR] = Landmark(0.0, 0.0, 0.05)
+    r = classify(Pose(tuple(far), W, H), PostureConfig(view="side", min_visibility=0.1), Baseline())
+    assert r.metrics["neck_deg"] == pytest.approx(40, abs=0.01)
+
+
+def test_every_rule_reason_is_listed_and_rules_name_real_fields() -> None:
+    for view, rules in RULES.items():
+        for rule in rules:
+            assert rule.reason in REASONS
+            assert rule.margin in PostureConfig.model_fields and hasattr(Baseline(), rule.metric)
+            assert rule.metric in METRICS[view]
+    assert len(REASONS) == len(set(REASONS)) and "low_visibility" in REASONS
+
+
+def test_every_metric_shows_up_when_everything_is_seen() -> None:
+    assert set(classify(front(hips_y=600, size=(W, 700)), CFG, CAL).metrics) == set(METRICS["front"])
+    assert set(classify(side(10), SIDE, Baseline()).metrics) == set(METRICS["side"])
+
+
+def test_baseline_files_from_before_the_new_fields_still_load() -> None:
+    old = {"head_height": 0.66, "nose_height": 0.58, "shoulder_width": 0.31, "shoulder_tilt_deg": 2.0,
+           "neck_deg": 15.0, "torso_deg": 2.0, "calibrated": True, "at": "2026-11-21T10:00:00Z"}
+    base = Baseline.from_json(old)
+    assert base.nose_height == 0.58 and base.torso_height == Baseline().torso_height and base.calibrated
 
 
 # --- the filter ------------------------------------------------------------------------
@@ -172,6 +249,8 @@ def test_classify_never_raises_and_stays_in_range(marks, view, sens) -> None:
     assert 0.0 <= r.confidence <= 1.0
     assert all(math.isfinite(v) for v in r.metrics.values())
     assert (r.posture == "bad") == bool(r.reasons) or r.posture == "unknown"
+    assert set(r.reasons) <= set(REASONS)
+    assert set(r.metrics) <= set(METRICS[view])
 
 
 @settings(max_examples=200, deadline=None)

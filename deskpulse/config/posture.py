@@ -20,16 +20,25 @@ class PostureConfig(Section):
     exit_s: float = Field(2.0, ge=0, le=600)
     # This many consecutive frames with no person give "absent".
     absent_frames: int = Field(5, ge=1, le=1000)
+    # ...or this many seconds of frames with no person (at least two frames), at any pose rate.
+    absent_s: float = Field(1.0, ge=0, le=60)
     # Seconds of good posture recorded by a calibration.
     calibration_s: float = Field(5.0, gt=0, le=120)
-    # Front view: head (ears) height above the shoulder line may drop by this fraction of
-    # the baseline before it counts as head-forward / head-drop.
-    head_drop: float = Field(0.25, gt=0, lt=1)
+    # The margins below: how far a measurement may move past the baseline (the defaults until
+    # you calibrate, your own good posture after) before it counts as bad. Each is divided by
+    # the sensitivity. Chosen by subject-wise cross-validation: docs/accuracy.md.
+    # Front view: the nose may sink this far towards the shoulder line, in shoulder widths.
+    head_drop: float = Field(0.20, gt=0, lt=1)
+    # Front view: the shoulders may sink this far towards the hips (when both hips are seen).
+    torso_drop: float = Field(0.40, gt=0, lt=2)
     # Front view: shoulder line tilt in degrees.
-    shoulder_tilt_deg: float = Field(10.0, gt=0, le=90)
+    shoulder_tilt_deg: float = Field(9.0, gt=0, le=90)
     # Front view: shoulder width (closeness to the screen) above baseline by this factor.
     lean_in: float = Field(1.20, gt=1, le=3)
-    # Side view: ear-shoulder (neck) and shoulder-hip (torso) inclination from vertical may
-    # exceed the baseline by this many degrees (uncalibrated baseline: neck 15, torso 2).
-    neck_deg: float = Field(25.0, gt=0, le=90)
-    torso_deg: float = Field(8.0, gt=0, le=90)
+    # Side view: the neck (shoulder->ear) may lean forward this many degrees past the baseline,
+    # the torso (hip->shoulder) forward by torso_deg and back by recline_deg.
+    neck_deg: float = Field(14.0, gt=0, le=90)
+    torso_deg: float = Field(10.0, gt=0, le=90)
+    recline_deg: float = Field(15.0, gt=0, le=90)
+    # Side view: the head may tip down (nose below the ear) this many degrees past the baseline.
+    head_pitch_deg: float = Field(35.0, gt=0, le=90)
