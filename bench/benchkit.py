@@ -28,6 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from needs import need
+
+need(modules=("paho", "psutil"))
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -411,7 +415,10 @@ def relay_main(a: argparse.Namespace) -> int:
     from deskpulse.wsrelay import WsRelay
 
     stop = _stop_event()
-    relay = WsRelay("127.0.0.1", a.listen_port, "127.0.0.1", a.target_port).start()
+    # As `deskpulse web` runs it, minus the login: the relay logs in with the viewer account
+    # (whatever the node viewers send), and is sized for the benchmark's viewers.
+    relay = WsRelay("127.0.0.1", a.listen_port, "127.0.0.1", a.target_port, username=VIEWER_USER,
+                    password=VIEWER_PASS, max_connections=a.max_connections).start()
     print(f"READY {relay.port}", flush=True)
     stop.wait()
     relay.stop()
@@ -432,6 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     r = sub.add_parser("relay")
     r.add_argument("--target-port", type=int, required=True)
     r.add_argument("--listen-port", type=int, default=0)
+    r.add_argument("--max-connections", type=int, default=1000)
     a = ap.parse_args(argv)
     return publish_main(a) if a.cmd == "publish" else relay_main(a)
 

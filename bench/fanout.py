@@ -28,9 +28,13 @@ import sys
 import time
 from typing import Any
 
-import psutil
+from needs import need
 
-import benchkit as bk
+need(modules=("paho", "psutil"), tools=("node", "mosquitto", "mosquitto_passwd"), mqttjs=True)
+
+import psutil  # noqa: E402
+
+import benchkit as bk  # noqa: E402
 
 
 
@@ -40,12 +44,15 @@ def phase(n: int, a: argparse.Namespace, url: str, harness: bk.Harness, pub: bk.
     t = bk.topics()
     per = max(1, a.clients_per_proc)
     sizes = [min(per, n - i) for i in range(0, n, per)]
-    extra = ["--renew-topic", t.request("stream"), "--renew-every", str(a.renew_every)] if a.renew_every > 0 else []
+    extra = (["--renew-topic", t.request("stream"), "--renew-every", str(a.renew_every),
+              "--renew-payload", a.renew_payload] if a.renew_every > 0 else [])
     subs = [bk.node_subscribers(url, k, t, a.auth, timeout_s=a.duration + a.grace + 120,
                                 extra=[*extra, "--id-prefix", f"v{n}p{i}"]) for i, k in enumerate(sizes)]
     try:
         for s in subs:
             s.wait_ready(60)
+        if a.renew_every > 0:  # a page asks for frames as it opens; the viewers only renew later
+            harness.client.publish(t.request("stream"), a.renew_payload, qos=1).wait_for_publish(10)
         time.sleep(a.settle)  # let connection set-up CPU pass before the window opens
         node_ps = [s.ps for s in subs]
         before = {"publisher_sched": pub.cpu_seconds_precise(), "publisher": pub.cpu_seconds(), "relay": relay.cpu_seconds(), "mosquitto": bk.cpu_of([mosq_ps]),
@@ -108,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fps", type=float, default=10.0)
     ap.add_argument("--frame-bytes", type=int, default=38_000)
     ap.add_argument("--state-hz", type=float, default=2.0)
-    ap.add_argument("--renew-every", type=float, default=5.0, help="lease renewal period per viewer; 0 = off")
+    ap.add_argument("--renew-every", type=float, default=25.0,
+                    help="lease renewal period per viewer, as web/static/app.js RENEW_MS; 0 = off")
+    ap.add_argument("--renew-payload", default='{"lease_s": 60}',
+                    help='renewal body; pages send {"lease_s": 60, "viewer": ..., "quiet": true}')
     ap.add_argument("--grace", type=float, default=15.0)
     ap.add_argument("--settle", type=float, default=2.0)
     ap.add_argument("--publisher-cmd", help="command template for the publisher, e.g. the real agent")

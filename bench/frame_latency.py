@@ -18,7 +18,11 @@ import signal
 import sys
 from typing import Any
 
-import benchkit as bk
+from needs import need
+
+need(modules=("paho", "psutil"), tools=("node", "mosquitto", "mosquitto_passwd"), mqttjs=True)
+
+import benchkit as bk  # noqa: E402
 
 
 def run_path(path: str, a: argparse.Namespace) -> dict[str, Any]:

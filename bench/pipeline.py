@@ -19,7 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
+from needs import need
+
+need(modules=("cv2", "numpy", "psutil", "paho", "mediapipe", "skimage"))
+
+import cv2  # noqa: E402
 import numpy as np
 import psutil
 

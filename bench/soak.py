@@ -30,6 +30,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from needs import need
+
+need(modules=("paho", "psutil", "mediapipe"), tools=("mosquitto",))
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))

@@ -8,7 +8,8 @@
 # test: also mosquitto + clients (ACL, websockets and fault tests run the real Debian
 #       broker), chromium (the page is tested in a real headless browser), shellcheck, sqlite3.
 # A tool already present by other means (e.g. node/npm from NodeSource) is not reinstalled.
-# As root it runs apt-get; otherwise it uses sudo when available, or prints the command.
+# As root it runs apt-get; otherwise it uses sudo when available, or prints the command. apt's
+# output is shown only when it fails.
 set -euo pipefail
 
 have() {  # have PACKAGE: is what the package provides already usable?
@@ -44,5 +45,13 @@ else
     exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -qq
-"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+quiet() {  # quiet CMD...: run CMD, its output shown only if it fails
+    local out
+    if ! out="$("$@" 2>&1 </dev/null)"; then
+        printf '%s\n' "$out" >&2
+        echo "debian_packages: $* failed (above)" >&2
+        exit 1
+    fi
+}
+quiet ${sudo[@]+"${sudo[@]}"} apt-get update -qq
+quiet ${sudo[@]+"${sudo[@]}"} apt-get install -y -qq --no-install-recommends "${missing[@]}"

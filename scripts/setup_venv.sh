@@ -7,7 +7,10 @@
 # OpenCV (the headless one) ends up installed; see the comment at its top. --test adds
 # requirements/test.txt, constrained by the agent pins. Safe to run again: a stamp in the venv
 # records hashes of the requirement files and of the project's sources, and each step runs
-# only when its hash changed, so a second run does nothing and needs no network.
+# only when its hash changed, so a second run does nothing, prints nothing and needs no
+# network. pip's own output is shown only when it fails.
+#
+# Run scripts/fetch_mqttjs.sh first: the vendored mqtt.js is part of the installed package.
 set -euo pipefail
 
 usage() {
@@ -30,6 +33,15 @@ pip_flags=(--disable-pip-version-check --no-input --quiet)
 
 sha() {
     sha256sum | cut -d' ' -f1
+}
+
+pip_quiet() {  # pip_quiet ARGS...: pip install ARGS, its output shown only if it fails
+    local out
+    if ! out="$("$vpy" -m pip install "${pip_flags[@]}" "$@" 2>&1 </dev/null)"; then
+        printf '%s\n' "$out" >&2
+        echo "setup_venv: pip install $* failed (above)" >&2
+        return 1
+    fi
 }
 
 # Everything that ends up in the installed package (sources, page assets, the vendored mqtt.js),
@@ -64,7 +76,7 @@ stamp_set() {
 
 if [[ ! -x "$venv/bin/python" ]]; then
     echo "setup_venv: creating $venv"
-    "$python" -m venv "$venv"
+    "$python" -m venv "$venv" </dev/null
 fi
 vpy="$venv/bin/python"
 pyver="$("$vpy" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')"
@@ -72,7 +84,7 @@ pyver="$("$vpy" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')"
 deps="py$pyver-$(sha <"$root/requirements/agent.txt")"
 if [[ "$(stamp_get deps)" != "$deps" ]]; then
     echo "setup_venv: installing the pinned dependencies (requirements/agent.txt)"
-    "$vpy" -m pip install "${pip_flags[@]}" --no-deps -r "$root/requirements/agent.txt"
+    pip_quiet --no-deps -r "$root/requirements/agent.txt"
     stamp_set deps "$deps"
 fi
 
@@ -80,7 +92,7 @@ if [[ $with_test -eq 1 ]]; then
     tests="$deps-$(sha <"$root/requirements/test.txt")"
     if [[ "$(stamp_get tests)" != "$tests" ]]; then
         echo "setup_venv: installing the test dependencies (requirements/test.txt)"
-        "$vpy" -m pip install "${pip_flags[@]}" -c "$root/requirements/agent.txt" -r "$root/requirements/test.txt"
+        pip_quiet -c "$root/requirements/agent.txt" -r "$root/requirements/test.txt"
         stamp_set tests "$tests"
     fi
 fi
@@ -88,8 +100,7 @@ fi
 project="$deps-$(project_hash)"
 if [[ "$(stamp_get project)" != "$project" ]]; then
     echo "setup_venv: installing deskpulse from $root"
-    "$vpy" -m pip install "${pip_flags[@]}" --no-deps --force-reinstall "$root"
+    pip_quiet --no-deps --force-reinstall "$root"
     stamp_set project "$project"
 fi
 
-echo "setup_venv: $venv is up to date"

@@ -1,5 +1,8 @@
-"""Home Assistant end to end against the embedded broker: discovery, HA restarts, commands,
-removal. A Recorder plays Home Assistant."""
+"""The agent's side of the Home Assistant contract on the embedded broker: retained discovery,
+discovery again when HA announces itself online, retained (ghost) commands ignored, removal,
+and no ghost entities after a rename. A Recorder stands where HA's broker connection would
+be; what Home Assistant core itself makes of these messages, and the controls' round trip,
+are tested against HA core in tests/ha/test_ha_core.py."""
 
 from __future__ import annotations
 
