@@ -115,10 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fps", type=float, default=10.0)
     ap.add_argument("--frame-bytes", type=int, default=38_000)
     ap.add_argument("--state-hz", type=float, default=2.0)
-    ap.add_argument("--renew-every", type=float, default=25.0,
+    ap.add_argument("--renew-every", type=float, default=20.0,
                     help="lease renewal period per viewer, as web/static/app.js RENEW_MS; 0 = off")
-    ap.add_argument("--renew-payload", default='{"lease_s": 60}',
-                    help='renewal body; pages send {"lease_s": 60, "viewer": ..., "quiet": true}')
+    ap.add_argument("--renew-payload", default='{"lease_s": 45}',
+                    help='renewal body; pages send {"lease_s": 45, "viewer": ..., "quiet": true}')
     ap.add_argument("--grace", type=float, default=15.0)
     ap.add_argument("--settle", type=float, default=2.0)
     ap.add_argument("--publisher-cmd", help="command template for the publisher, e.g. the real agent")

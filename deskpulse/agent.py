@@ -81,8 +81,8 @@ class AgentControl:
     def start_calibration(self, seconds: float, reply: Reply) -> None:
         self._pipeline.call(lambda: self._pipeline.do_start_calibration(seconds, reply))
 
-    def set_lease(self, lease_s: float | None) -> None:
-        self._pipeline.call(lambda: self._pipeline.do_set_lease(lease_s))
+    def set_lease(self, lease_s: float | None, viewer: str | None = None) -> None:
+        self._pipeline.post(lambda: self._pipeline.do_set_lease(lease_s, viewer))  # cheap: nobody waits
 
     def apply_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
         pipeline, runtime = self._pipeline, self._agent.runtime

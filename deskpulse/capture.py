@@ -186,8 +186,12 @@ class Capture:
         return self._thread is not None and self._thread.is_alive()
 
     def set_fps(self, fps: float) -> None:
-        """The rate frames are wanted at (lowered while nobody is present)."""
-        self._fps = max(0.1, fps)
+        """The rate frames are wanted at (pacing.py). Takes effect at once: a faster rate
+        cuts short the wait for the next frame that the slower one had scheduled."""
+        fps = max(0.1, fps)
+        if fps != self._fps:
+            self._fps = fps
+            self._wake.set()
 
     def pause(self) -> None:
         """Release the camera until resume()."""
@@ -266,11 +270,14 @@ class Capture:
 
     def _read_loop(self, source: FrameSource) -> bool:
         delivered = False
-        next_due = time.monotonic()
+        last_due = -float("inf")  # when the previous read was due
+        earliest = time.monotonic()  # ... and never before the previous read ended
         while not self._stop.is_set() and not self._paused:
             # Wait until a frame is wanted instead of reading (and decoding) frames nobody
             # will use. Cameras are opened with a one-frame buffer, so the next read is fresh.
-            wait = next_due - time.monotonic()
+            # The due time is worked out again after every wake-up: set_fps() may have changed it.
+            due = max(last_due + 1.0 / self._fps, earliest)
+            wait = due - time.monotonic()
             if wait > 0:
                 self._wake.wait(wait)
                 self._wake.clear()
@@ -290,6 +297,5 @@ class Capture:
             self.last_error = None
             delivered = True
             self._publish(image)
-            now = time.monotonic()
-            next_due = max(next_due + 1.0 / self._fps, now)
+            last_due, earliest = due, time.monotonic()
         return delivered

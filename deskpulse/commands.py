@@ -19,7 +19,7 @@ from .control import Control
 from .errors import RequestError
 from .history import HistoryError, parse_date_range
 from .ratelimit import TokenBucket
-from .requests import PENDING, Reply, Router
+from .requests import PENDING, SILENT, Reply, Router
 from .schema import parse_request, settings_changes
 
 log = logging.getLogger(__name__)
@@ -72,11 +72,11 @@ class Commands:
         if frames.mode == "never":
             raise RequestError("frames are disabled on this device (frames.mode = never)")
         if not req.enable:
-            self.control.set_lease(None)
-            return {"streaming": frames.mode == "always", "lease_s": 0}
+            self.control.set_lease(None, req.viewer)
+            return SILENT if req.quiet else {"streaming": frames.mode == "always", "lease_s": 0}
         lease = req.lease_s if req.lease_s is not None else frames.lease_s
-        self.control.set_lease(lease)
-        return {"streaming": True, "lease_s": lease, "fps": frames.fps}
+        self.control.set_lease(lease, req.viewer)
+        return SILENT if req.quiet else {"streaming": True, "lease_s": lease, "fps": frames.fps}
 
     def config_get(self, body: dict[str, Any], reply: Reply) -> Any:
         parse_request("config/get", body)

@@ -29,8 +29,9 @@ class Control(Protocol):
         """Start recording the baseline; progress and the result go through `reply`.
         Raises RequestError when it can't start (paused, camera gone, one running)."""
 
-    def set_lease(self, lease_s: float | None) -> None:
-        """Keep frames flowing for lease_s more seconds; None releases the lease."""
+    def set_lease(self, lease_s: float | None, viewer: str | None = None) -> None:
+        """Keep frames flowing for lease_s more seconds for `viewer` (a page's own lease id);
+        None releases that viewer's lease (without a viewer: every lease)."""
 
     def apply_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
         """Validate and apply runtime settings (config/set); returns config_get()'s answer."""

@@ -33,6 +33,7 @@ from .config import Config
 from .errors import RequestError
 from .ha import HomeAssistant
 from .health import RateMeter, cpu_temp_c, rss_mb
+from .pacing import FrameFacts, Pacer
 from .pause import PauseState, PauseStore
 from .payloads import HealthView, StateView, health_payload, state_payload
 from .pose import PoseEstimator
@@ -96,8 +97,8 @@ class Pipeline:
         self.camera = "starting"
         self._seq = 0
         self._calibration: _Calibration | None = None
+        self.pacer = Pacer(config.camera, config.frames)
         self._pace = (config.camera.fps, "active")
-        self._absent_since: float | None = None
         # --- bookkeeping ---
         self._last_state_at = -1e9
         self._last_health_at = -1e9
@@ -228,7 +229,7 @@ class Pipeline:
             self._resume()
         if self.pause.paused:
             self._set_camera("released")
-            self._pace = (0.0, "paused")
+            self._pace = (0.0, "idle")  # the camera is released: pose runs not at all
             self._tick()
             self._wake.wait(0.25)
             self._wake.clear()
@@ -258,7 +259,11 @@ class Pipeline:
             self._publish_state()
         self._feed_calibration(reading, mono)
         streaming = self.stream.active(mono)
-        self._pace = self._decide_rate(state.posture, streaming, mono)
+        pace = self.pacer.decide(FrameFacts(
+            now=mono, present=pose is not None, metrics=reading.metrics if reading else None,
+            posture=state.posture, pending=self.filter.pending, streaming=streaming,
+            calibrating=self._calibration is not None))
+        self._pace = (pace.fps, pace.mode)
         self.stream.maybe_send(frame.image, pose, state.posture, mono)
         self.ha.maybe_snapshot(frame.image, pose, state.posture, state.changed, mono)
         self._tick()
@@ -320,16 +325,6 @@ class Pipeline:
             version=__version__, streaming=self.stream.active(mono), threads=threads,
             pipeline_errors=len(self.errors), callback_errors=pub.callback_errors,
             ts=self.clock.wall(), pose_fps=round(self._pace[0], 2), mode=self._pace[1]))
-
-    def _decide_rate(self, posture: str, streaming: bool, mono: float) -> tuple[float, str]:
-        cam = self.config.camera
-        self._absent_since = (self._absent_since or mono) if posture == "absent" else None
-        if streaming:
-            return max(cam.fps, self.config.frames.fps), "streaming"
-        if (self._absent_since is not None and mono - self._absent_since >= cam.idle_after_s
-                and self._calibration is None):
-            return cam.idle_fps, "idle"
-        return cam.fps, "active"
 
     # --- calibration -------------------------------------------------------------------
     def _feed_calibration(self, reading: Reading | None, mono: float) -> None:
@@ -404,8 +399,8 @@ class Pipeline:
         self._calibration = _Calibration(Calibrator(self.config.posture.view, seconds, self.clock.mono()), reply)
         reply.progress({"stage": "starting", "percent": 0, "seconds": seconds})
 
-    def do_set_lease(self, lease_s: float | None) -> None:
-        self.stream.set_lease(None if lease_s is None else self.clock.mono() + lease_s)
+    def do_set_lease(self, lease_s: float | None, viewer: str | None = None) -> None:
+        self.stream.set_lease(None if lease_s is None else self.clock.mono() + lease_s, viewer)
 
     def do_apply_config(self, new: Config) -> Config:
         return self._apply_config(new)
@@ -415,5 +410,6 @@ class Pipeline:
             new = self._persist_config(new)
         self.config = new
         self.filter.cfg = new.posture
+        self.pacer.camera, self.pacer.frames = new.camera, new.frames
         self.recorder.apply_config(new)
         return new

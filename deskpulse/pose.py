@@ -1,19 +1,31 @@
-"""The pose model boundary: frames in, body landmarks out.
+"""The pose model boundary: frames in, body landmarks of a person who is really there out.
 
-Only this module imports mediapipe. It uses the legacy `solutions.pose` with
+Only this module runs MediaPipe. It uses the legacy `solutions.pose` with
 model_complexity=1, the one whose model ships inside the mediapipe 0.10.18 wheel, so it
 works offline (complexity 0/2 and the Tasks API download models at run time).
+
+The pose tracker (video mode) can keep a confident skeleton on an empty scene after the
+person has left (ARCHITECTURE.md constraint 6). So a tracked pose is believed only as long
+as presence.py's schedule allows. When a check is due, MediaPipe's face detector (bundled
+too, about a tenth of a pose frame) looks for a face where the landmarks put the head,
+then, if there is none, MediaPipe's pose detector looks there. Neither finds the person:
+the frame is "nobody" and the tracker is made to let go. docs/presence.md has the
+measurements behind the design.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
-from typing import Protocol
+from types import ModuleType
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
 from .errors import DeskPulseError
+from .nativelog import native_stderr_to_log
+from .presence import Box, PresenceConfig, PresenceGuard, View
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +38,15 @@ SKELETON = (
     (LEFT_SHOULDER, RIGHT_SHOULDER), (LEFT_SHOULDER, 13), (13, 15), (RIGHT_SHOULDER, 14), (14, 16),
     (LEFT_SHOULDER, LEFT_HIP), (RIGHT_SHOULDER, RIGHT_HIP), (LEFT_HIP, RIGHT_HIP),
 )
+UPPER_BODY = range(0, 13)  # face and shoulders: what presence compares and checks
+
+# A detection confirms the tracked person when the tracked nose lies in its box grown by
+# this fraction of its size on each side (both detectors' boxes frame the face; allow for
+# the landmarks' smoothing lag).
+MATCH_MARGIN = 0.5
+# The pose detector's score needed to *keep* a tracked person (acquiring one needs the
+# tracker's min_detection_confidence): hysteresis, and the match by position guards it.
+KEEP_SCORE = 0.3
 
 
 @dataclass(frozen=True)
@@ -49,7 +70,7 @@ class Pose:
 
 class PoseEstimator(Protocol):
     def estimate(self, rgb: np.ndarray) -> Pose | None:
-        """The pose in an RGB frame, or None when no person is found."""
+        """The pose in an RGB frame, or None when no person is there."""
 
     def close(self) -> None: ...
 
@@ -58,28 +79,169 @@ class PoseModelError(DeskPulseError):
     """The pose model could not be loaded or run."""
 
 
-class MediaPipePose:
-    """MediaPipe's legacy pose solution in video (tracking) mode."""
+@dataclass
+class PresenceStats:
+    """What presence did so far (tests and the bench read it)."""
 
-    def __init__(self, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5) -> None:
+    acquired: int = 0  # the tracker found a person after nobody (its own detector ran)
+    checks: int = 0  # tracked frames checked
+    by_face: int = 0  # ... confirmed by a face where the landmarks put the head
+    by_pose_detector: int = 0  # ... confirmed by the pose detector there (no face found)
+    ghosts: int = 0  # ... where neither found the person: reported as nobody
+
+
+def _load_pose_solution() -> ModuleType:
+    """MediaPipe's legacy pose solution module (the one place that imports it), without the
+    parts of mediapipe pose never uses (matplotlib among them: see mp_import.py)."""
+    from .mp_import import load_pose_solution
+
+    return load_pose_solution()
+
+
+def detector_graph(subgraph: str, xnnpack: bool = True) -> Any:
+    """A graph config running one of MediaPipe's bundled detector subgraphs on an image.
+
+    xnnpack=False runs its model on TensorFlow Lite's own CPU kernels instead: for the pose
+    detector about twice the CPU per run, but half the memory (measured: +24 MB instead
+    of +50 MB resident), which a check a few times a minute can afford.
+    """
+    # All loaded with the pose solution already (these imports only look them up).
+    from google.protobuf import text_format
+    from mediapipe.calculators.tensor import inference_calculator_pb2
+    from mediapipe.framework import calculator_pb2
+    from mediapipe.python._framework_bindings import validated_graph_config
+
+    config = text_format.Parse(
+        f'input_stream: "image" output_stream: "detections" '
+        f'node {{ calculator: "{subgraph}" input_stream: "IMAGE:image" output_stream: "DETECTIONS:detections" }}',
+        calculator_pb2.CalculatorGraphConfig())
+    if xnnpack:
+        return config
+    validated = validated_graph_config.ValidatedGraphConfig()
+    validated.initialize(graph_config=config)
+    expanded = calculator_pb2.CalculatorGraphConfig()
+    expanded.ParseFromString(validated.binary_config)  # the subgraph's own nodes, editable
+    for node in expanded.node:
+        if node.calculator.startswith("InferenceCalculator"):
+            options = node.options.Extensions[inference_calculator_pb2.InferenceCalculatorOptions.ext]
+            options.delegate.Clear()
+            options.delegate.tflite.SetInParent()
+    return expanded
+
+
+class Detectors:
+    """The independent evidence, run only on a check: MediaPipe's face detector, then its
+    pose detector (both bundled in the wheel), each looking for the person where the
+    tracked landmarks put the head."""
+
+    def __init__(self, solution: ModuleType, face: bool = True) -> None:
+        base = solution.SolutionBase
+        self._face = base(graph_config=detector_graph("FaceDetectionShortRangeCpu")) if face else None
+        self._body = base(graph_config=detector_graph("PoseDetectionCpu", xnnpack=False),
+                          calculator_params={"posedetectioncpu__TensorsToDetectionsCalculator.min_score_thresh": KEEP_SCORE})
+        # Run each once now: a model's first run is several times slower (its interpreter
+        # is prepared lazily), and a departure is no moment to pay for that.
+        self.find(np.zeros((64, 64, 3), np.uint8), (0.5, 0.5))
+
+    def find(self, rgb: np.ndarray, nose: tuple[float, float]) -> str | None:
+        """Which detector finds a person whose face holds `nose` (normalised): face, pose or None."""
+        for name, graph in (("face", self._face), ("pose", self._body)):
+            if graph is None:
+                continue
+            for d in graph.process(rgb).detections or ():
+                b = d.location_data.relative_bounding_box
+                if Box(b.xmin, b.ymin, b.xmin + b.width, b.ymin + b.height).grown(MATCH_MARGIN).contains(*nose):
+                    return name
+        return None
+
+    def close(self) -> None:
+        if self._face is not None:
+            self._face.close()
+        self._body.close()
+
+
+class MediaPipePose:
+    """MediaPipe's legacy pose solution in video (tracking) mode, with presence checks.
+
+    `clock` is monotonic seconds (injected by tests); presence decisions depend on it and on
+    what the frames show, never on how many frames were processed. `face_check=False` (the
+    bench) checks with the pose detector alone; `check_presence=False` trusts the tracker
+    (the old behaviour, for comparison only).
+    """
+
+    def __init__(self, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5, *,
+                 presence: PresenceConfig | None = None, clock: Callable[[], float] = time.monotonic,
+                 check_presence: bool = True, face_check: bool = True) -> None:
         try:
-            from mediapipe.python.solutions import pose as mp_pose
+            mp_pose = _load_pose_solution()
         except ImportError as exc:  # a broken or missing install: say which package
             raise PoseModelError(f"cannot import mediapipe (pip install mediapipe==0.10.18): {exc}") from None
         try:
-            self._pose = mp_pose.Pose(
-                static_image_mode=False,
-                model_complexity=1,  # the only complexity whose model is bundled in the wheel
-                smooth_landmarks=True,
-                min_detection_confidence=min_detection_confidence,
-                min_tracking_confidence=min_tracking_confidence,
-            )
+            # MediaPipe's graphs log absl warnings from their own threads as they open their
+            # models, and on the first frame with a person: to the debug log, not the screen.
+            with native_stderr_to_log(log):
+                self._pose = mp_pose.Pose(
+                    static_image_mode=False,
+                    model_complexity=1,  # the only complexity whose model is bundled in the wheel
+                    smooth_landmarks=True,
+                    min_detection_confidence=min_detection_confidence,
+                    min_tracking_confidence=min_tracking_confidence,
+                )
+                self._pose.process(np.zeros((64, 64, 3), np.uint8))  # waits for the models to open
+                self._detectors = Detectors(mp_pose, face_check) if check_presence else None
+            self._quiet = True  # until the first frame with a person
         except Exception as exc:  # mediapipe raises RuntimeError/FileNotFoundError for model problems
             raise PoseModelError(f"cannot load the MediaPipe pose model: {exc}") from None
+        self._guard = PresenceGuard(presence)
+        self._clock = clock
+        self.stats = PresenceStats()
 
     def estimate(self, rgb: np.ndarray) -> Pose | None:
+        now = self._clock()
+        t0 = time.perf_counter()
+        pose = self._track(rgb)
+        if self._detectors is None:
+            return pose
+        guard = self._guard
+        if pose is None:
+            guard.lost()
+            return None
+        guard.tracked(time.perf_counter() - t0)
+        view = View.of(rgb, upper_body_box(pose).grown(guard.cfg.margin))
+        if not guard.tracking:
+            # Nothing was tracked before this frame, so the tracker ran its detector on it.
+            self.stats.acquired += 1
+            guard.confirm(view, now)
+            return pose
+        reason = guard.due(view, now)
+        if reason is None:
+            return pose
+        self.stats.checks += 1
+        t0 = time.perf_counter()
+        found = self._detectors.find(rgb, (pose[NOSE].x / pose.width, pose[NOSE].y / pose.height))
+        if found is None:
+            self.stats.ghosts += 1
+            log.info("presence: the pose tracker holds a person the detectors don't find (%s check): "
+                     "reporting nobody", reason)
+            self._let_go(rgb)
+            guard.lost()
+            return None
+        guard.checked(time.perf_counter() - t0)
+        if found == "face":
+            self.stats.by_face += 1
+        else:
+            self.stats.by_pose_detector += 1
+        guard.confirm(view, now)
+        return pose
+
+    def _track(self, rgb: np.ndarray) -> Pose | None:
         height, width = rgb.shape[:2]
-        result = self._pose.process(rgb)
+        if self._quiet:
+            with native_stderr_to_log(log):
+                result = self._pose.process(rgb)
+            self._quiet = result.pose_landmarks is None
+        else:
+            result = self._pose.process(rgb)
         if result.pose_landmarks is None:
             return None
         marks = tuple(
@@ -88,5 +250,23 @@ class MediaPipePose:
         )
         return Pose(marks, width, height)
 
+    def _let_go(self, rgb: np.ndarray) -> None:
+        """Make the tracker drop its person: a blank frame has no one to track."""
+        if self._pose.process(np.zeros_like(rgb)).pose_landmarks is not None:
+            with native_stderr_to_log(log):
+                self._pose.reset()  # never seen; costs a graph restart
+                self._pose.process(np.zeros((64, 64, 3), np.uint8))
+            self._quiet = True
+
     def close(self) -> None:
         self._pose.close()
+        if self._detectors is not None:
+            self._detectors.close()
+
+
+def upper_body_box(pose: Pose) -> Box:
+    """The normalised box around the face and shoulders (the visible ones when enough are)."""
+    marks = [pose[i] for i in UPPER_BODY]
+    seen = [m for m in marks if m.visibility >= 0.5]
+    use = seen if len(seen) >= 3 else marks
+    return Box.around((m.x / pose.width, m.y / pose.height) for m in use)

@@ -28,6 +28,13 @@ class Pending:
 PENDING = Pending()
 
 
+class Silent:
+    """Returned by a handler that carried out a request but sends no answer (quiet renewals)."""
+
+
+SILENT = Silent()
+
+
 @dataclass
 class Reply:
     """What a handler may use to send progress (and, for PENDING handlers, the final answer)."""
@@ -167,6 +174,8 @@ class Router:
         except Exception as exc:  # a bug in a handler answers with an error, never kills the agent
             log.exception("request %s from %s -> internal error", verb, origin)
             send(error(f"internal error: {exc.__class__.__name__}", transaction))
+            return
+        if data is SILENT:
             return
         if data is PENDING:
             log.info("request %s from %s -> started", verb, origin)

@@ -297,12 +297,17 @@ class CalibrateRequest(_Request):
 
 
 class StreamRequest(_Request):
-    """request/stream: renew the frame lease, or end it with {"enable": false}."""
+    """request/stream: renew a frame lease, or end it with {"enable": false}."""
 
     lease_s: _number(1, 600) = Field(  # type: ignore[valid-type]
         None, description="Send frames for this long; absent or null: frames.lease_s. Leases only ever extend.")
     enable: Annotated[bool, BeforeValidator(_boolean)] = Field(
-        True, description="false ends every lease at once.")
+        True, description="false ends this viewer's lease (without `viewer`: every lease) at once.")
+    viewer: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")] | None = Field(
+        None, description="The page's own lease id: each page holds and releases its own lease; "
+                          "frames flow while any lease is live.")
+    quiet: Annotated[bool, BeforeValidator(_boolean)] = Field(
+        False, description="true: a routine renewal that gets no answer (every open page sends them).")
 
 
 class ConfigGetRequest(_Request):

@@ -20,17 +20,31 @@ class FrameStream:
         self.config = config
         self.publisher = publisher
         self.topics = topics
-        self.lease_until = 0.0  # monotonic
+        self.leases: dict[str | None, float] = {}  # viewer (None: pages without an id) -> monotonic end
         self.encoded = 0
         self._last_sent = -1e9
 
-    def set_lease(self, until: float | None) -> None:
-        """Extend the lease to `until` (monotonic); None releases it."""
-        self.lease_until = 0.0 if until is None else max(self.lease_until, until)
+    def set_lease(self, until: float | None, viewer: str | None = None) -> None:
+        """Extend `viewer`'s lease to `until` (monotonic); None releases it (without a viewer:
+        every lease). Expired leases are forgotten, so the table stays as small as the
+        number of pages watching."""
+        if until is None:
+            if viewer is None:
+                self.leases.clear()
+            else:
+                self.leases.pop(viewer, None)
+            return
+        self.leases[viewer] = max(self.leases.get(viewer, 0.0), until)
 
     def active(self, mono: float) -> bool:
         mode = self.config.frames.mode
-        return mode == "always" or (mode == "on_demand" and mono < self.lease_until)
+        if mode == "always":
+            return True
+        if mode != "on_demand":
+            return False
+        for viewer in [v for v, end in self.leases.items() if end <= mono]:
+            del self.leases[viewer]
+        return bool(self.leases)
 
     def maybe_send(self, image: Any, pose: Any, posture: str, mono: float) -> None:
         frames = self.config.frames

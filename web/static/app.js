@@ -7,8 +7,8 @@ import * as view from "./render.js";
 import { Trend } from "./trend.js";
 import { Store, detailFilters, deviceTopics, overviewFilters } from "./topics.js";
 
-const LEASE_S = 60; // the agent encodes frames while any page's lease is live...
-const RENEW_MS = 25000; // ...each page renews its own in time even if one renewal is lost
+const LEASE_S = 45; // the agent encodes frames while any page's lease is live...
+const RENEW_MS = 20000; // ...each page renews its own in time even if one renewal is lost
 const CONFIRM_MS = 300000; // renewals are quiet (unanswered) but for one this often
 const STALE_MS = 2000; // no frame for this long: the feed has stopped
 const SESSION_CHECK_MS = 5000; // while disconnected, ask at most this often whether we are logged out
@@ -220,9 +220,10 @@ class Dashboard {
    * wants frames. The first request for a desk, and one every CONFIRM_MS, are answered (so an
    * error such as "frames disabled" shows); the renewals in between are quiet: the agent does
    * not answer them, so open pages cost it next to nothing. The lease is released as soon as
-   * the page stops wanting frames (tab hidden, live view off, another desk, disconnected) and
-   * when it goes away (pagehide); otherwise it runs out LEASE_S after the last renewal. An
-   * agent that refuses the `viewer` field gets the old answered renewals and no release.
+   * the page stops wanting frames (tab hidden, live view off, another desk, disconnected);
+   * a page that is closed tries to on pagehide (best effort: the socket may close first), and
+   * otherwise its lease runs out LEASE_S after its last renewal. An agent that refuses the
+   * `viewer` field gets the old answered renewals and no release.
    */
   renewLease() {
     const lease = this.lease || this.initLease();
