@@ -450,47 +450,52 @@ class PhasedSource:
         pass
 
 
-def agent_departures(person_s: float = 8.0, empty_s: float = 5.0) -> None:
-    """The real agent (in this process, default config, embedded broker): from the moment
-    the person is gone to the retained state saying absent, with the agent's own pose rate."""
+def agent_run(pairs: list[tuple[np.ndarray, np.ndarray]], check: bool, person_s: float,
+              empty_s: float) -> list[float | None]:
+    """One run of the real agent on a PhasedSource: per departure, seconds to `absent`."""
     import tempfile
 
     from deskpulse.agent import Agent
     from deskpulse.broker import EmbeddedBroker
     from deskpulse.config import load_config
-    from tests.presence_photos import EMPTY, PEOPLE_LETTERBOXED
     from tests.support import Recorder
 
-    say(f"\nThe real agent, default config: person {person_s:g} s then empty {empty_s:g} s, four pairs "
-        "(letterboxed 640x480); seconds from the person gone to the retained state `absent`")
-    pairs = [(make(), letterbox(make_empty())) for make, make_empty in zip(PEOPLE_LETTERBOXED.values(), EMPTY.values())]
-    names = [f"{p} -> {e}" for p, e in zip(PEOPLE_LETTERBOXED, EMPTY)]
-    for check in (False, True):
-        with EmbeddedBroker("127.0.0.1", 0, ws_port=None) as broker, tempfile.TemporaryDirectory() as tmp:
-            source: list[PhasedSource] = []
+    with EmbeddedBroker("127.0.0.1", 0, ws_port=None) as broker, tempfile.TemporaryDirectory() as tmp:
+        source = PhasedSource(pairs, person_s, empty_s)
+        config = load_config(None, {"mqtt.broker": f"mqtt://127.0.0.1:{broker.port}", "device_id": "benchpresence",
+                                    "data_dir": tmp, "homeassistant.enabled": False, "camera.source": "demo"}, env={})
+        rec = Recorder(broker.port, "deskpulse/benchpresence/state")
+        agent = Agent(config, estimator=MediaPipePose(check_presence=check), opener=lambda: source).start()
+        try:
+            while time.monotonic() < source.end + 1.0:
+                time.sleep(0.2)
+        finally:
+            agent.stop()
+            rec.close()
+    states = [(m.at, m.json()["posture"]) for m in rec.messages]
+    delays: list[float | None] = []
+    for gone in source.departures:
+        absent = next((at for at, posture in states if at >= gone and posture == "absent"), None)
+        delays.append(None if absent is None or absent > gone + empty_s else absent - gone)
+    return delays
 
-            def opener() -> PhasedSource:
-                source.append(PhasedSource(pairs, person_s, empty_s))
-                return source[-1]
 
-            config = load_config(None, {"mqtt.broker": f"mqtt://127.0.0.1:{broker.port}", "device_id": "benchpresence",
-                                        "data_dir": tmp, "homeassistant.enabled": False, "camera.source": "demo"}, env={})
-            rec = Recorder(broker.port, "deskpulse/benchpresence/state")
-            estimator = MediaPipePose(check_presence=check)
-            agent = Agent(config, estimator=estimator, opener=opener).start()
-            try:
-                while not source or time.monotonic() < source[0].end + 1.0:
-                    time.sleep(0.2)
-            finally:
-                agent.stop()
-                rec.close()
-            states = [(m.at, m.json()["posture"]) for m in rec.messages]
-            delays = []
-            for d in source[0].departures:
-                absent = next((at for at, posture in states if at >= d and posture == "absent"), None)
-                delays.append(None if absent is None or absent > d + empty_s else absent - d)
+def agent_departures(person_s: float = 8.0, empty_s: float = 5.0) -> None:
+    """The real agent (in this process, default config, embedded broker): from the moment
+    the person is gone to the retained state saying absent, at the agent's own pose rate."""
+    from tests.presence_photos import EMPTY, PEOPLE_LETTERBOXED, PEOPLE_NATIVE
+
+    say(f"\nThe real agent, default config: person {person_s:g} s then empty {empty_s:g} s, four pairs; "
+        "seconds from the person gone to the retained state `absent`")
+    for letterboxed, people in ((False, PEOPLE_NATIVE), (True, PEOPLE_LETTERBOXED)):
+        fit = letterbox if letterboxed else (lambda image: image)
+        pairs = [(make(), fit(make_empty())) for make, make_empty in zip(people.values(), EMPTY.values())]
+        names = [f"{p} -> {e}" for p, e in zip(people, EMPTY)]
+        for check in (False, True):
+            delays = agent_run(pairs, check, person_s, empty_s)
             cells = ", ".join(f"{n}: {'never' if x is None else f'{x:.2f} s'}" for n, x in zip(names, delays))
-            say(f"  {'with presence checks' if check else 'tracker alone':22s} {cells}")
+            say(f"  {'letterboxed' if letterboxed else 'native':11s} "
+                f"{'with presence checks' if check else 'tracker alone':20s}  {cells}")
 
 
 def main() -> None:

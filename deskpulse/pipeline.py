@@ -241,6 +241,7 @@ class Pipeline:
         if camera == "disconnected" and self.camera != "disconnected":
             # Never keep showing the last posture from a camera that is gone.
             self.filter.reset("unknown", mono)
+            self.pacer.reset()
         self._set_camera(camera)
         if frame is None:
             self._tick()
@@ -264,6 +265,7 @@ class Pipeline:
             posture=state.posture, pending=self.filter.pending, streaming=streaming,
             calibrating=self._calibration is not None))
         self._pace = (pace.fps, pace.mode)
+        self.capture.set_fps(pace.fps)  # a speed-up applies to the very next frame
         self.stream.maybe_send(frame.image, pose, state.posture, mono)
         self.ha.maybe_snapshot(frame.image, pose, state.posture, state.changed, mono)
         self._tick()
@@ -386,6 +388,7 @@ class Pipeline:
         self._pause_deadline = None
         self.pause_store.save(self.pause)
         self.filter.reset("unknown", self.clock.mono())
+        self.pacer.reset()
         self.capture.resume()
         self.camera = "starting"
 

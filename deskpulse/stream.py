@@ -15,6 +15,9 @@ from .publisher import Publisher
 from .topics import Topics
 
 
+MAX_LEASES = 256  # pages holding their own lease at once; beyond that the oldest-ending goes
+
+
 class FrameStream:
     def __init__(self, config: Config, publisher: Publisher, topics: Topics) -> None:
         self.config = config
@@ -35,6 +38,8 @@ class FrameStream:
                 self.leases.pop(viewer, None)
             return
         self.leases[viewer] = max(self.leases.get(viewer, 0.0), until)
+        if len(self.leases) > MAX_LEASES:
+            del self.leases[min(self.leases, key=self.leases.__getitem__)]
 
     def active(self, mono: float) -> bool:
         mode = self.config.frames.mode
