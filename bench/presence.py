@@ -1,16 +1,24 @@
 """Presence benchmark (issue 12): what each way of not trusting MediaPipe's tracker costs,
 and how soon it reports a person who left.
 
-    .venv/bin/python bench/presence.py [--rounds 2] [--only cost|delay|parts|agent] [--options a,b]
+    .venv/bin/python bench/presence.py [--rounds 3] [--only delay|cost|parts|agent] [--options a,b]
+
+- delay: per option, from the person gone to estimate() returning None;
+- cost: per option, CPU ms per frame of estimate() against video mode, and for the chosen
+  design its checks and overhead per scene, at 10 and 2 fps (includes parts);
+- parts: each part's CPU alone, and the resident memory the checks add (fresh processes);
+- agent: the real agent at its default config, from the person gone to the retained state
+  `absent`, with and without the checks.
+Without --only it runs them all (about 30 minutes on a 2-core machine).
 
 Real MediaPipe on scikit-image's public-domain photos (tests/presence_photos.py) and on
-the built-in demo scene. Time is simulated (frames stamped at the pose rate), so delays
-are exact in scene time whatever the machine's load; CPU is `time.process_time()` around
-`estimate()` only (the process's CPU, MediaPipe's threads included), interleaved over
-rounds and reported as the median round.
+the built-in demo scene. Time is simulated for delay and cost (frames stamped at the pose
+rate), so delays are exact in scene time whatever the machine's load; CPU is
+`time.process_time()` around `estimate()` only (the process's CPU, MediaPipe's threads
+included), interleaved over rounds and reported as the median round.
 
 Options:
-- video: today, video (tracking) mode alone;
+- video: video (tracking) mode alone, as before issue 12;
 - static: static_image_mode on every frame (detector + landmarks each time);
 - video+static/1s: a static-mode pose every second confirms or drops the tracked person;
 - video+reset/1s: the tracker re-initialised every second (graph restarted);
@@ -21,10 +29,10 @@ Options:
   pose detector only when no face is where the landmarks put the head (what MediaPipePose
   does by default).
 
-Departure delay: the time from the first empty frame (the person fully out of the frame
-in the demo) to the first frame estimate() returns None, and whether it then stays None.
-The agent's filter adds posture.absent_s (1.0 s by default) on top of this.
-Prints figures; asserts nothing.
+Departure delay: from the first frame without the person (the person fully out of the
+frame in the demo) to the first frame estimate() returns None, and whether it then stays
+None. A one-second schedule's worst case is a second plus a frame; the photo departures
+fall at a few phases of it only. Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -451,8 +459,9 @@ class PhasedSource:
 
 
 def agent_run(pairs: list[tuple[np.ndarray, np.ndarray]], check: bool, person_s: float,
-              empty_s: float) -> list[float | None]:
-    """One run of the real agent on a PhasedSource: per departure, seconds to `absent`."""
+              empty_s: float) -> list[tuple[float | None, str]]:
+    """One run of the real agent on a PhasedSource: per departure, seconds to `absent`, and
+    the pose rate (health's mode and pose_fps) just before the person left."""
     import tempfile
 
     from deskpulse.agent import Agent
@@ -463,8 +472,9 @@ def agent_run(pairs: list[tuple[np.ndarray, np.ndarray]], check: bool, person_s:
     with EmbeddedBroker("127.0.0.1", 0, ws_port=None) as broker, tempfile.TemporaryDirectory() as tmp:
         source = PhasedSource(pairs, person_s, empty_s)
         config = load_config(None, {"mqtt.broker": f"mqtt://127.0.0.1:{broker.port}", "device_id": "benchpresence",
-                                    "data_dir": tmp, "homeassistant.enabled": False, "camera.source": "demo"}, env={})
-        rec = Recorder(broker.port, "deskpulse/benchpresence/state")
+                                    "data_dir": tmp, "homeassistant.enabled": False, "camera.source": "demo",
+                                    "mqtt.health_interval_s": 0.5}, env={})  # to see the pose rate
+        rec = Recorder(broker.port, ["deskpulse/benchpresence/state", "deskpulse/benchpresence/health"])
         agent = Agent(config, estimator=MediaPipePose(check_presence=check), opener=lambda: source).start()
         try:
             while time.monotonic() < source.end + 1.0:
@@ -472,12 +482,15 @@ def agent_run(pairs: list[tuple[np.ndarray, np.ndarray]], check: bool, person_s:
         finally:
             agent.stop()
             rec.close()
-    states = [(m.at, m.json()["posture"]) for m in rec.messages]
-    delays: list[float | None] = []
+    states = [(m.at, m.json()["posture"]) for m in rec.messages if m.topic.endswith("/state")]
+    health = [(m.at, m.json()) for m in rec.messages if m.topic.endswith("/health")]
+    out: list[tuple[float | None, str]] = []
     for gone in source.departures:
         absent = next((at for at, posture in states if at >= gone and posture == "absent"), None)
-        delays.append(None if absent is None or absent > gone + empty_s else absent - gone)
-    return delays
+        before = [h for at, h in health if at < gone]
+        pace = f"{before[-1].get('mode', '?')} {before[-1].get('pose_fps', '?')} fps" if before else "?"
+        out.append((None if absent is None or absent > gone + empty_s else absent - gone, pace))
+    return out
 
 
 def agent_departures(person_s: float = 8.0, empty_s: float = 5.0) -> None:
@@ -493,7 +506,8 @@ def agent_departures(person_s: float = 8.0, empty_s: float = 5.0) -> None:
         names = [f"{p} -> {e}" for p, e in zip(people, EMPTY)]
         for check in (False, True):
             delays = agent_run(pairs, check, person_s, empty_s)
-            cells = ", ".join(f"{n}: {'never' if x is None else f'{x:.2f} s'}" for n, x in zip(names, delays))
+            cells = ", ".join(f"{n}: {'never' if x is None else f'{x:.2f} s'} (at {pace})"
+                              for n, (x, pace) in zip(names, delays))
             say(f"  {'letterboxed' if letterboxed else 'native':11s} "
                 f"{'with presence checks' if check else 'tracker alone':20s}  {cells}")
 

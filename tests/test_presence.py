@@ -3,8 +3,9 @@
 - presence.py's schedule on plain thumbnails (no model): when a check is due and why;
 - MediaPipePose on real photos with an injected monotonic clock: every empty stretch of an
   alternating person/empty sequence gives None within the time budget, every person
-  stretch gives a pose, at 10 and 2 frames a second, native and letterboxed; a person who
-  sits still for minutes is never dropped; the same scenes do fool the tracker alone;
+  stretch gives a pose, at 10 and 2 frames a second, native and letterboxed; a moving
+  person who dissolves into a cluttered desk is dropped in time; a person who sits still
+  for minutes is never dropped; the same scenes do fool the tracker alone;
 - the real agent on a directory of those photos: the retained state goes absent on every
   empty stretch and back to a person on every person stretch.
 """
@@ -167,10 +168,9 @@ def test_every_empty_stretch_gives_none_in_time_and_every_person_a_pose(
         if person:
             assert all(found for _, found in frames), f"{name}: a person stretch lost the person\n{describe(played)}"
         else:
-            late = [t for t, found in frames if found and t >= ESTIMATE_BUDGET_S - 1e-9]
             gone = [t for t, found in frames if not found]
             assert gone and gone[0] < ESTIMATE_BUDGET_S, f"{name}: still a pose after {ESTIMATE_BUDGET_S}s\n{describe(played)}"
-            assert not late and all(not found for t, found in frames if t >= gone[0]), \
+            assert all(not found for t, found in frames if t >= gone[0]), \
                 f"{name}: the pose came back on an empty scene\n{describe(played)}"
     assert est.stats.ghosts >= 1  # the scenes did need the checks (the tracker alone keeps ghosts)
 
