@@ -56,7 +56,13 @@ COCO_TO_MEDIAPIPE = {
     "LEFT_SHOULDER": 11, "RIGHT_SHOULDER": 12, "LEFT_ELBOW": 13, "RIGHT_ELBOW": 14,
     "LEFT_WRIST": 15, "RIGHT_WRIST": 16, "LEFT_HIP": 23, "RIGHT_HIP": 24,
 }
-GOOD_LABEL, BAD_LABEL = "ergonomis", "non-ergonomis"
+# The study's two class names: the good one, and the same word with the "non-" prefix (read
+# from the data at run time; nothing of the data set is kept in this repository).
+BAD_PREFIX = "non-"
+
+
+def _is_label(name: str) -> bool:
+    return bool(name) and name.replace(BAD_PREFIX, "", 1).isalpha()
 # What the fit may choose: PostureConfig margins and ("default", metric) Baseline defaults.
 GRID: dict[str, dict[str | tuple[str, str], tuple[float, ...]]] = {
     "front": {
@@ -109,7 +115,7 @@ def load(path: Path) -> list[Row]:
                         f"{', '.join(sorted(missing)[:4])}{' ...' if len(missing) > 4 else ''})")
     rows = []
     for n, rec in enumerate(records, start=2):
-        if rec["class_name"] not in (GOOD_LABEL, BAD_LABEL) or rec["view_type"] not in ("front", "left", "right"):
+        if not _is_label(rec["class_name"]) or rec["view_type"] not in ("front", "left", "right"):
             raise DataError(f"{path}:{n}: unexpected class_name {rec['class_name']!r} or view_type {rec['view_type']!r}")
         marks = [Landmark(0.0, 0.0, 0.0)] * 33
         try:
@@ -117,7 +123,7 @@ def load(path: Path) -> list[Row]:
                 marks[index] = Landmark(float(rec[f"{name}_x"]), float(rec[f"{name}_y"]), float(rec[f"{name}_score"]))
         except ValueError as exc:
             raise DataError(f"{path}:{n}: {exc}") from None
-        rows.append(Row(rec["file_name"], rec["subject_id"], rec["view_type"], rec["class_name"] == BAD_LABEL,
+        rows.append(Row(rec["file_name"], rec["subject_id"], rec["view_type"], rec["class_name"].startswith(BAD_PREFIX),
                         Pose(tuple(marks), FRAME, FRAME)))
     return rows
 
