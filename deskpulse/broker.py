@@ -84,8 +84,18 @@ class EmbeddedBroker:
         asyncio.set_event_loop(loop)
 
         class ClosingBroker(Broker):  # type: ignore[misc]
-            """amqtt leaves a connection's transport open when it fails before CONNECT
-            (a probe, a port check, garbage); close it once amqtt is done with it."""
+            """amqtt 0.12 with two of its faults worked around:
+            - it leaves a connection's transport open when it fails before CONNECT (a probe,
+              a port check, garbage): close it once amqtt is done with it;
+            - on every CONNECT it sends the new client the retained messages matching *any*
+              client's subscriptions (client_connected loops over the broker's whole
+              subscription table): only a filter this session holds gets them."""
+
+            async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int],
+                                                                  session: Any) -> None:
+                holders = self._subscriptions.get(subscription[0], ())
+                if any(holder is session for holder, _qos in holders):
+                    await super()._publish_retained_messages_for_subscription(subscription, session)
 
             async def stream_connected(self, reader: Any, writer: Any, listener_name: str) -> None:
                 try:

@@ -89,6 +89,16 @@ def dumps(payload: Any) -> str:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _acknowledged(info: mqtt.MQTTMessageInfo) -> bool:
+    """The broker acknowledged this QoS 1 message. One paho could not even queue (the socket
+    was already gone) never will be: is_published() raises for it, this says False."""
+    return info.rc == mqtt.MQTT_ERR_SUCCESS and info.is_published()
+
+
+def _loop_writes(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    """The network loop selects on the socket for writing whenever paho has output queued."""
+
+
 class Publisher:
     def __init__(self, topics: Topics, address: BrokerAddress, client_id: str, *,
                  keepalive_s: int = 30, protocol: str = "auto", queue_size: int = 500,
@@ -143,6 +153,13 @@ class Publisher:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        # paho writes to the socket in the *caller's* thread when it doesn't run the loop thread
+        # itself (loop_forever in ours). Two threads then pop and send packets at once (state
+        # out of order, a frame's bytes split by another packet), and a write that finds the
+        # socket dead runs on_disconnect in the caller, under our lock: a deadlock. With a
+        # write hook registered paho only queues the packet and wakes the loop; every byte is
+        # written by "deskpulse-mqtt".
+        client.on_socket_register_write = _loop_writes
         return client
 
     def start(self) -> "Publisher":
@@ -291,7 +308,7 @@ class Publisher:
             # Ordered messages the broker never acknowledged go back to the head of the queue;
             # this client (and whatever paho still holds for it) is dropped, so they are sent
             # once, in order, on the next session.
-            unacked = [entry for info, entry in self._unacked if not info.is_published()]
+            unacked = [entry for info, entry in self._unacked if not _acknowledged(info)]
             self._unacked.clear()
             if unacked:
                 log.info("%d unacknowledged message(s) queued again for the reconnect", len(unacked))
@@ -341,7 +358,7 @@ class Publisher:
             if self.connected.is_set():
                 info = self._client.publish(topic, text, qos=qos, retain=retain)
                 if qos > 0:
-                    while self._unacked and self._unacked[0][0].is_published():
+                    while self._unacked and _acknowledged(self._unacked[0][0]):
                         self._unacked.popleft()
                     self._unacked.append((info, (topic, text, qos, retain)))
                 return
@@ -366,7 +383,7 @@ class Publisher:
             self.frames_dropped += 1
             return False
         last = self._last_frame
-        if last is not None and not last.is_published() and last.rc == mqtt.MQTT_ERR_SUCCESS:
+        if last is not None and last.rc == mqtt.MQTT_ERR_SUCCESS and not last.is_published():
             self.frames_dropped += 1
             return False
         with self._lock:

@@ -37,8 +37,8 @@ from deskpulse.broker import EmbeddedBroker
 from deskpulse.config import load_config
 from deskpulse.errors import BrokerError, ConfigError
 
-from .mqttbytes import connect_packet
-from .support import ROOT, agent_env
+from .mqttbytes import CONNACK_OK, connect_packet, subscribe_packet
+from .support import ROOT, Recorder, agent_env
 
 R = TypeVar("R")
 
@@ -346,3 +346,34 @@ def test_embedded_host_in_a_file_names_the_key_and_file(tmp_path: Path) -> None:
                             cwd=str(ROOT), env=agent_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "mqtt.embedded_host" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_embedded_broker_sends_retained_messages_only_for_the_clients_own_subscriptions(broker) -> None:
+    """amqtt 0.12 handed every connecting client the retained messages matching other clients'
+    subscriptions, before it had subscribed to anything (seen as a page's CONNACK followed by
+    the agent's availability). A client gets a retained message only for its own filter."""
+    broker_client = Recorder(broker.port, "deskpulse/#")  # someone else's subscription
+    publisher = Recorder(broker.port, [])
+    try:
+        publisher.publish("deskpulse/exposed/availability", "online", retain=True)
+        broker_client.wait_topic("deskpulse/exposed/availability")
+        raw = socket.create_connection(("127.0.0.1", broker.port), timeout=10)
+        try:
+            raw.sendall(connect_packet(client_id="no-subscriptions"))
+            raw.settimeout(10)
+            received = raw.recv(4)
+            assert received == CONNACK_OK
+            # A subscription of its own then brings the retained message: the positive control.
+            raw.sendall(subscribe_packet("deskpulse/+/availability"))
+            data = b""
+            while b"deskpulse/exposed/availability" not in data:
+                chunk = raw.recv(4096)
+                assert chunk, "broker closed the connection"
+                data += chunk
+            # Nothing came before the SUBACK (type 9): the first packet after CONNACK is it.
+            assert data[0] >> 4 == 9, data[:20]
+        finally:
+            raw.close()
+    finally:
+        publisher.close()
+        broker_client.close()

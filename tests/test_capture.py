@@ -15,13 +15,7 @@ from deskpulse.config import CameraConfig
 from deskpulse.errors import CameraError
 from deskpulse.sources import SourceSpec, parse_source
 
-
-def wait_until(pred, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        time.sleep(0.01)
+from .support import wait_until
 
 
 def images_dir(tmp_path: Path, n: int = 3) -> Path:

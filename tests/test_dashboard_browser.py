@@ -46,7 +46,15 @@ LOGIN_TOKEN = "browser-test-login-token-0123456789"
 # A second desk with its own agent account (the shipped ACL grants one device per agent).
 SECOND = ("study", "agent-study", "study-test-pw")
 WAIT_MS = 10_000
+# The README's screenshots are refreshed only on request (DESKPULSE_SCREENSHOTS=1): a test run
+# leaves the checkout as it found it.
 SCREENSHOTS = ROOT / "docs" / "screenshots"
+
+
+def screenshot(page: Any, name: str, tmp: Path) -> None:
+    target = SCREENSHOTS if os.environ.get("DESKPULSE_SCREENSHOTS") == "1" else tmp
+    target.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(target / name), full_page=True)
 
 
 def iso(t: float) -> str:
@@ -260,7 +268,7 @@ def frame_shown(page: Any) -> None:
 
 # ---------- tests ----------
 
-def test_retained_state_then_live_change_frames_and_screenshots(stack: Stack, page: Any) -> None:
+def test_retained_state_then_live_change_frames_and_screenshots(stack: Stack, page: Any, tmp_path: Path) -> None:
     agent = stack.agent
     agent.online()
     agent.state("good")
@@ -288,8 +296,7 @@ def test_retained_state_then_live_change_frames_and_screenshots(stack: Stack, pa
         expect(page.locator("#live")).to_be_visible()
         expect(page.locator("#feed-placeholder")).to_be_hidden()
         card_colour(page, GOOD_RGB)
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / "dashboard-good.png"), full_page=True)
+        screenshot(page, "dashboard-good.png", tmp_path)
 
         # A state change appears without a reload.
         page.evaluate("window.__sameDocument = true")
@@ -305,10 +312,10 @@ def test_retained_state_then_live_change_frames_and_screenshots(stack: Stack, pa
         assert page.evaluate("window.__sameDocument") is True
         frame_shown(page)
         card_colour(page, BAD_RGB)
-        page.screenshot(path=str(SCREENSHOTS / "dashboard-bad.png"), full_page=True)
+        screenshot(page, "dashboard-bad.png", tmp_path)
         page.set_viewport_size({"width": 390, "height": 844})
         frame_shown(page)
-        page.screenshot(path=str(SCREENSHOTS / "dashboard-phone.png"), full_page=True)
+        screenshot(page, "dashboard-phone.png", tmp_path)
         page.set_viewport_size({"width": 1280, "height": 900})
         page.click("#alert-dismiss")
         expect(page.locator("#alert-banner")).to_be_hidden()

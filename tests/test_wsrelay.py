@@ -39,7 +39,7 @@ from deskpulse.topics import Topics
 from deskpulse.wsrelay import CLIENT_ID_PREFIX, WsRelay
 
 from .mqttbytes import PacketTypes, connect_packet, publish_packets, split, subscribe_packet, v5_properties
-from .support import ROOT, Recorder
+from .support import ROOT, Recorder, wait_until
 from .test_install import DEVICE, install_prefix, running_broker
 from .test_mosquitto_acl import GOOD_STATE, NOT_AUTHORIZED, STATE, Site
 
@@ -51,14 +51,6 @@ ORIGIN = "http://desk.example:8080"
 SESSION = "dp_session=good"
 GOOD_HEADERS = {"Origin": ORIGIN, "Cookie": SESSION}
 RELAY_LOG = "deskpulse.wsrelay"
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not reached within {timeout}s")
-        time.sleep(0.02)
 
 
 def has_session(request: Request) -> bool:
