@@ -38,8 +38,14 @@ if [[ $run_ha -eq 1 ]]; then
 fi
 
 main_rc=0 ha_rc=0
+# The main suite runs on DESKPULSE_TEST_WORKERS (3) pytest-xdist workers, whole files each;
+# pass -n yourself (-n 0: one process) to choose otherwise.
+workers=()
+if [[ " ${opts[*]-} " != *" -n"* && " ${opts[*]-} " != *" --numprocesses"* ]]; then
+    workers=(-n "${DESKPULSE_TEST_WORKERS:-3}" --dist loadfile)
+fi
 if [[ $run_main -eq 1 ]]; then
-    .venv/bin/python -m pytest ${opts[@]+"${opts[@]}"} ${main_paths[@]+"${main_paths[@]}"} || main_rc=$?
+    .venv/bin/python -m pytest ${workers[@]+"${workers[@]}"} ${opts[@]+"${opts[@]}"} ${main_paths[@]+"${main_paths[@]}"} || main_rc=$?
 fi
 if [[ $run_ha -eq 1 ]]; then
     echo "--- Home Assistant core (tests/ha, its own venv)"

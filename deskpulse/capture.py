@@ -29,9 +29,16 @@ log = logging.getLogger(__name__)
 
 class FrameSource(Protocol):
     live: bool  # a camera or stream (frames keep coming) rather than a file we loop over
+    # A network stream: it arrives whether or not we read, and what we leave waits in the
+    # socket, so the next read would be a picture seconds (at the idle rate, minutes) old.
+    # Capture drains such a source between the frames it wants (grab).
+    stream: bool
 
     def read(self) -> np.ndarray | None:
         """The next BGR frame, or None on a read failure."""
+
+    def grab(self) -> bool:
+        """Take the next frame off a stream without converting it; False on a read failure."""
 
     def close(self) -> None: ...
 
@@ -53,6 +60,7 @@ class OpenCVSource:
 
     def __init__(self, spec: SourceSpec, cfg: CameraConfig) -> None:
         self.live = spec.kind in ("device", "url")
+        self.stream = spec.kind == "url"
         self._loop = spec.kind == "video"
         target = spec.target
         if spec.kind == "device" and isinstance(target, str) and not os.path.exists(target):
@@ -74,6 +82,9 @@ class OpenCVSource:
             ok, image = self._cap.read()
         return image if ok else None
 
+    def grab(self) -> bool:
+        return bool(self._cap.grab())
+
     def close(self) -> None:
         self._cap.release()
 
@@ -82,6 +93,7 @@ class ImageSource:
     """One image file, or a directory of images shown one per frame, looped."""
 
     live = False
+    stream = False
 
     def __init__(self, spec: SourceSpec) -> None:
         path = Path(str(spec.target))
@@ -103,6 +115,9 @@ class ImageSource:
         self._i += 1
         return image
 
+    def grab(self) -> bool:
+        return True
+
     def close(self) -> None:
         pass
 
@@ -111,6 +126,7 @@ class DemoSource:
     """The built-in scene (demo.py), timed from when the source was opened."""
 
     live = False
+    stream = False
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         from .demo import DemoScene
@@ -121,6 +137,9 @@ class DemoSource:
 
     def read(self) -> np.ndarray | None:
         return self._scene.frame(self._clock() - self._t0)
+
+    def grab(self) -> bool:
+        return True
 
     def close(self) -> None:
         pass
@@ -268,6 +287,13 @@ class Capture:
         self._wake.wait(backoff)
         self._wake.clear()
 
+    def _grab(self, source: FrameSource) -> bool:
+        try:
+            return source.grab()
+        except Exception as exc:  # OpenCV raises cv2.error on some broken streams
+            self.last_error = repr(exc)
+            return False
+
     def _read_loop(self, source: FrameSource) -> bool:
         delivered = False
         last_due = -float("inf")  # when the previous read was due
@@ -275,10 +301,17 @@ class Capture:
         while not self._stop.is_set() and not self._paused:
             # Wait until a frame is wanted instead of reading (and decoding) frames nobody
             # will use. Cameras are opened with a one-frame buffer, so the next read is fresh.
+            # A network stream is drained meanwhile (grab blocks until its next frame arrives),
+            # so the read when one is due is the newest picture, not a backlog.
             # The due time is worked out again after every wake-up: set_fps() may have changed it.
             due = max(last_due + 1.0 / self._fps, earliest)
             wait = due - time.monotonic()
             if wait > 0:
+                if source.stream:
+                    if not self._grab(source):
+                        self._fault(self.last_error or "camera returned no frame", 0.5)
+                        return delivered
+                    continue
                 self._wake.wait(wait)
                 self._wake.clear()
                 continue

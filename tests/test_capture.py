@@ -15,6 +15,7 @@ from deskpulse.config import CameraConfig
 from deskpulse.errors import CameraError
 from deskpulse.sources import SourceSpec, parse_source
 
+from .mjpeg import MjpegServer, jpeg_of
 from .support import wait_until
 
 
@@ -87,6 +88,7 @@ class FlakySource:
     """Delivers `good` frames, then fails reads; the opener fails `down` times before recovery."""
 
     live = False
+    stream = False
 
     def __init__(self, frames: int) -> None:
         self.left = frames
@@ -131,6 +133,7 @@ def test_stalled_source_counts_as_disconnected() -> None:
 
     class Stalls:
         live = True
+        stream = False
 
         def __init__(self) -> None:
             self.n = 0
@@ -171,3 +174,33 @@ def test_pause_releases_the_source(tmp_path: Path) -> None:
         assert cap.opened == 2
     finally:
         cap.stop()
+
+
+def test_a_network_stream_read_slowly_still_gives_the_newest_picture() -> None:
+    """An MJPEG camera keeps sending whether or not we read. At the idle rate the agent used
+    to leave its frames in the socket, and a person who came back was seen a minute later
+    (the backlog of empty frames came first). The stream is drained between wanted frames."""
+    black = jpeg_of(np.zeros((120, 160, 3), np.uint8))
+    white = jpeg_of(np.full((120, 160, 3), 255, np.uint8))
+    cam = MjpegServer(black, fps=30).start()
+    cap = Capture(CameraConfig(source=cam.url, fps=10.0, read_timeout_s=5.0))
+    cap.set_fps(0.1)  # the idle rate: one frame wanted every 10 s
+    cap.start()
+    try:
+        first = cap.latest(timeout=20)
+        assert first is not None and first.image.mean() < 10
+        sent = cam.served
+        wait_until(lambda: cam.served >= sent + 120, what="4 s of stream nobody wanted")
+        cam.show(white)
+        cap.set_fps(10.0)  # someone might be there: frames are wanted again, now
+        means = []
+        for _ in range(3):  # the newest picture, give or take the frame in flight
+            frame = cap.latest(timeout=10)
+            assert frame is not None
+            means.append(frame.image.mean())
+            if means[-1] > 245:
+                break
+        assert means[-1] > 245, f"stale frames after the switch (mean brightness): {means}"
+    finally:
+        cap.stop()
+        cam.stop()

@@ -16,6 +16,7 @@ class CountingSource:
     """A real image directory source that counts its reads (every read is a decode on a camera)."""
 
     live = False
+    stream = False
 
     def __init__(self, path: Path) -> None:
         from deskpulse.capture import ImageSource

@@ -537,7 +537,7 @@ def test_hypothesis_malformed_payloads_are_all_answered_and_the_agent_keeps_goin
                       config="[posture]\ncalibration_s = 1\n") as agent:
         c.state(lambda s: s["camera"] == "ok", START_S)
 
-        @settings(max_examples=520, deadline=None, database=None,
+        @settings(max_examples=220, deadline=None, database=None,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                          HealthCheck.large_base_example])
         @given(st.one_of(tx_cases(), raw_cases()))
@@ -566,7 +566,7 @@ def test_hypothesis_malformed_payloads_are_all_answered_and_the_agent_keeps_goin
                 assert words is None, (case[0], case[1][:200], answer)
 
         one()
-        assert counts["examples"] >= 500, counts
+        assert counts["examples"] >= 200, counts
         # Still alive: it publishes state and answers a valid request.
         mark = recorder.mark()
         ok(c.call("resume"))

@@ -527,8 +527,9 @@ def test_1000_requests_a_second_from_one_page(site: Site) -> None:
 
 @pytest.mark.slow
 def test_slowloris_does_not_block_the_page(site: Site) -> None:
-    """One client at another address dribbles request headers on many connections for 60 s,
-    reconnecting whenever the server drops one; the page keeps loading for everyone else."""
+    """One client at another address dribbles request headers on many connections for 25 s
+    (two of the server's 10 s request deadlines), reconnecting whenever the server drops one;
+    the page keeps loading for everyone else."""
     session = site.login()
     stop = threading.Event()
     stats = {"open": 0, "opened": 0, "dropped": 0}
@@ -581,7 +582,7 @@ def test_slowloris_does_not_block_the_page(site: Site) -> None:
     assert started.wait(30), "the dribbler could not connect"
     loads = 0
     try:
-        ends = time.monotonic() + 60
+        ends = time.monotonic() + 25
         while time.monotonic() < ends:
             reply = site.request("GET", "/", session=session)
             assert reply.status == 200 and b'id="posture"' in reply.body
@@ -592,7 +593,7 @@ def test_slowloris_does_not_block_the_page(site: Site) -> None:
     finally:
         stop.set()
         dribbler.join(10)
-    assert loads >= 10
+    assert loads >= 5
     # The server drops dribblers (per-client cap, request deadline): the attacker had to keep
     # reconnecting, and never held the connection table.
     assert stats["dropped"] > 0, stats
