@@ -330,6 +330,7 @@ def main() -> int:
     ap.add_argument("--bad-segment", choices=scene.BAD_SEGMENTS, default="tilt",
                     help="the demo segment played as the bad posture (default tilt)")
     ap.add_argument("--pinned-only", action="store_true", help="only the taskset -c 0 pair")
+    ap.add_argument("--rss-only", action="store_true", help="only the plain demo run for RSS and start-up")
     ap.add_argument("--settle", type=float, default=4.0, help="s between the first posture and the scene start")
     ap.add_argument("--no-pinned", dest="pinned", action="store_false", help="skip the taskset -c 0 pair")
     ap.add_argument("--only", choices=["fixed", "adaptive"], help="run one of the pair (diagnosis)")
@@ -349,7 +350,7 @@ def main() -> int:
     rss: Run | None = None
     with EmbeddedBroker("127.0.0.1", 0, ws_port=None) as broker, tempfile.TemporaryDirectory(prefix="dp-cpu-") as tmp:
         work = Path(tmp)
-        for pinned in ([True] if a.pinned_only else [False, True] if a.pinned else [False]):
+        for pinned in ([] if a.rss_only else [True] if a.pinned_only else [False, True] if a.pinned else [False]):
             pair = [scripted_run(name, cam, a, broker.port, work, pinned) for name, cam in configs.items()]
             pairs.append(("pinned to one core (taskset -c 0)" if pinned else "both cores", pair))
         if a.rss_minutes > 0:

@@ -47,6 +47,7 @@ class ListSource:
     """Hands the same frames out as fast as they are asked for (a camera that never waits)."""
 
     live = True
+    stream = False
 
     def __init__(self, frames: list[np.ndarray]) -> None:
         self.frames = frames

@@ -440,6 +440,7 @@ class PhasedSource:
     an empty scene for `empty_s`. It notes when each empty phase began (the departure)."""
 
     live = True
+    stream = False
 
     def __init__(self, pairs: list[tuple[np.ndarray, np.ndarray]], person_s: float, empty_s: float) -> None:
         self.pairs = [(cv2.cvtColor(p, cv2.COLOR_RGB2BGR), cv2.cvtColor(e, cv2.COLOR_RGB2BGR)) for p, e in pairs]

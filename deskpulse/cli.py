@@ -72,7 +72,9 @@ def _signals(stop: threading.Event) -> None:
 
 
 def cmd_run(args: argparse.Namespace, with_web: bool = False) -> int:
-    from . import storage
+    from . import allocator, storage
+
+    allocator.tune()  # before the camera and MediaPipe allocate anything
     from .config import load_layers
     from .settings import RuntimeConfig, SettingsStore, with_saved
 

@@ -107,7 +107,6 @@ def detector_graph(subgraph: str, xnnpack: bool = True) -> Any:
     """
     # All loaded with the pose solution already (these imports only look them up).
     from google.protobuf import text_format
-    from mediapipe.calculators.tensor import inference_calculator_pb2
     from mediapipe.framework import calculator_pb2
     from mediapipe.python._framework_bindings import validated_graph_config
 
@@ -121,12 +120,42 @@ def detector_graph(subgraph: str, xnnpack: bool = True) -> Any:
     validated.initialize(graph_config=config)
     expanded = calculator_pb2.CalculatorGraphConfig()
     expanded.ParseFromString(validated.binary_config)  # the subgraph's own nodes, editable
-    for node in expanded.node:
-        if node.calculator.startswith("InferenceCalculator"):
+    _tflite_kernels(expanded, "")
+    return expanded
+
+
+def _tflite_kernels(config: Any, prefix: str) -> list[str]:
+    """Run the inference nodes whose name starts with prefix on TensorFlow Lite's own CPU
+    kernels instead of XNNPACK (which keeps a repacked copy of the weights and its own
+    buffers). Returns the nodes changed."""
+    from mediapipe.calculators.tensor import inference_calculator_pb2
+
+    changed = []
+    for node in config.node:
+        if node.calculator.startswith("InferenceCalculator") and node.name.startswith(prefix):
             options = node.options.Extensions[inference_calculator_pb2.InferenceCalculatorOptions.ext]
             options.delegate.Clear()
             options.delegate.tflite.SetInParent()
-    return expanded
+            changed.append(node.name)
+    return changed
+
+
+def tracker(solution: ModuleType, **kwargs: Any) -> Any:
+    """MediaPipe's pose solution (video mode) with its person detector on TFLite's own kernels.
+
+    In video mode the detector runs only while nobody is tracked (and on the first frame with
+    someone); the landmark model, which runs on every tracked frame, stays on XNNPACK. That
+    saves about 21 MB resident for a slower search while the desk is empty
+    (docs/presence.md). SolutionBase expands the graph and then calls
+    _modify_calculator_options on it before building it: the one place to change a node.
+    """
+
+    class Tracker(solution.Pose):  # type: ignore[misc, name-defined]
+        def _modify_calculator_options(self, config: Any, params: Any) -> None:
+            self.detector_on_tflite = _tflite_kernels(config, "posedetectioncpu__")
+            super()._modify_calculator_options(config, params)
+
+    return Tracker(**kwargs)
 
 
 class Detectors:
@@ -180,7 +209,8 @@ class MediaPipePose:
             # MediaPipe's graphs log absl warnings from their own threads as they open their
             # models, and on the first frame with a person: to the debug log, not the screen.
             with native_stderr_to_log(log):
-                self._pose = mp_pose.Pose(
+                self._pose = tracker(
+                    mp_pose,
                     static_image_mode=False,
                     model_complexity=1,  # the only complexity whose model is bundled in the wheel
                     smooth_landmarks=True,

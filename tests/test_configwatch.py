@@ -165,6 +165,7 @@ def test_transitional_constructor_from_a_path_and_flags(tmp_path: Path) -> None:
 
 class Frames:
     live = True
+    stream = False
 
     def read(self):
         return np.zeros((48, 64, 3), np.uint8)

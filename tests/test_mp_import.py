@@ -99,3 +99,37 @@ print(json.dumps({"loaded": during, "marks": len(landmarks(solution)),
     assert got["loaded"]["tasks"] is True  # the ordinary import: everything else is there
     assert got["marks"] == 33
     assert got["real_matplotlib"] is True
+
+
+@pytest.mark.slow
+def test_the_trackers_detector_runs_on_tflite_kernels_and_finds_the_same_person() -> None:
+    """pose.tracker() moves the tracker graph's person detector (not its landmark model) off
+    XNNPACK to save memory; on the same photos it must find the same person, the same way."""
+    result = run("""
+import numpy as np
+from deskpulse.mp_import import load_pose_solution
+from deskpulse.pose import tracker
+solution = load_pose_solution()
+def track(make):
+    with make(static_image_mode=False, model_complexity=1) as pose:
+        marks = []
+        for image in (data.astronaut(), np.zeros((512, 512, 3), np.uint8), data.astronaut()):
+            found = pose.process(image).pose_landmarks
+            marks.append(None if found is None else [[lm.x, lm.y] for lm in found.landmark])
+        return pose, marks
+ours, light = track(lambda **kw: tracker(solution, **kw))
+_, stock = track(solution.Pose)
+print(json.dumps({"changed": ours.detector_on_tflite, "ours": light, "stock": stock}))
+""")
+    assert len(result["changed"]) == 1 and result["changed"][0].startswith("posedetectioncpu__")
+    ours, stock = result["ours"], result["stock"]
+    assert ours[1] is None and stock[1] is None  # nobody: both detectors search and find no one
+    for a, b in ((ours[0], stock[0]), (ours[2], stock[2])):
+        assert a is not None and b is not None
+        assert max(abs(p - q) for m, n in zip(a, b) for p, q in zip(m, n)) < 0.02
+
+
+def test_the_allocator_settings_take_on_glibc() -> None:
+    out = subprocess.run([sys.executable, "-c", "from deskpulse import allocator; print(allocator.tune())"],
+                         capture_output=True, text=True, timeout=60, cwd=str(ROOT))
+    assert out.stdout.strip() == "True", out.stderr
