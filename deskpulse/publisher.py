@@ -188,6 +188,11 @@ class Publisher:
                 client = self._client
             connects = self.connects
             client.connect_async(self.address.host, self.address.port, keepalive=self.keepalive_s)
+            # loop() creates the socket pair paho uses to wake its select() when another
+            # thread queues a packet (loop_forever alone never does, so with the write hook a
+            # publish would wait up to a second for the loop's timeout). Not connected yet, it
+            # returns at once.
+            client.loop(timeout=0)
             try:
                 client.loop_forever(retry_first_connection=True)
             except Exception:  # paho itself failed: count it, start a fresh client
