@@ -52,7 +52,8 @@ def phase(n: int, a: argparse.Namespace, url: str, harness: bk.Harness, pub: bk.
         for s in subs:
             s.wait_ready(60)
         if a.renew_every > 0:  # a page asks for frames as it opens; the viewers only renew later
-            harness.client.publish(t.request("stream"), a.renew_payload, qos=1).wait_for_publish(10)
+            harness.client.publish(t.request("stream"), a.renew_payload.replace("{viewer}", "harness"),
+                                   qos=1).wait_for_publish(10)
         time.sleep(a.settle)  # let connection set-up CPU pass before the window opens
         node_ps = [s.ps for s in subs]
         before = {"publisher_sched": pub.cpu_seconds_precise(), "publisher": pub.cpu_seconds(), "relay": relay.cpu_seconds(), "mosquitto": bk.cpu_of([mosq_ps]),
@@ -118,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--renew-every", type=float, default=20.0,
                     help="lease renewal period per viewer, as web/static/app.js RENEW_MS; 0 = off")
     ap.add_argument("--renew-payload", default='{"lease_s": 45}',
-                    help='renewal body; pages send {"lease_s": 45, "viewer": ..., "quiet": true}')
+                    help='renewal body ({viewer} becomes each viewer\'s id); pages send '
+                         '{"lease_s": 45, "viewer": "{viewer}", "quiet": true}')
     ap.add_argument("--grace", type=float, default=15.0)
     ap.add_argument("--settle", type=float, default=2.0)
     ap.add_argument("--publisher-cmd", help="command template for the publisher, e.g. the real agent")

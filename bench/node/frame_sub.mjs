@@ -161,7 +161,7 @@ function makeClient(i) {
 if (opt['renew-topic']) {
   const every = Number(opt['renew-every']) * 1000;
   setInterval(() => {
-    for (const c of clients) if (c.client.connected) c.client.publish(opt['renew-topic'], opt['renew-payload'], { qos: 1 });
+    for (const c of clients) if (c.client.connected) c.client.publish(opt['renew-topic'], opt['renew-payload'].replaceAll('{viewer}', String(c.id)), { qos: 1 });
   }, every).unref();
 }
 
