@@ -70,7 +70,9 @@ class Recorder:
         if username:
             self.client.username_pw_set(username, password)
         self._topics = [topics] if isinstance(topics, str) else topics
+        self._unacked_subs: set[int] = set()
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         self.client.connect_async(host, port, keepalive=30)
         self.client.loop_start()
@@ -81,9 +83,16 @@ class Recorder:
     def _on_connect(self, client, userdata, flags, rc, props=None) -> None:
         if rc.is_failure:
             return
-        for t in self._topics:
-            client.subscribe(t, qos=1)
-        self.connected.set()
+        # Ready once the broker has acknowledged every subscription: a message another client
+        # publishes right after the constructor returns must not race our SUBSCRIBE.
+        self._unacked_subs = {client.subscribe(t, qos=1)[1] for t in self._topics}
+        if not self._unacked_subs:
+            self.connected.set()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, props=None) -> None:
+        self._unacked_subs.discard(mid)
+        if not self._unacked_subs:
+            self.connected.set()
 
     def _on_message(self, client, userdata, m) -> None:
         if Recorder.observer is not None:

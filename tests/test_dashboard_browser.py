@@ -292,7 +292,9 @@ def test_retained_state_then_live_change_frames_and_screenshots(stack: Stack, pa
     pump = FramePump(agent, test_jpeg()).start()
     try:
         frame_shown(page)
-        assert page.eval_on_selector("#feed-img", "i => i.naturalWidth") == 640
+        # The pump keeps sending: between two frames the next picture may still be decoding.
+        page.wait_for_function("() => document.getElementById('feed-img').naturalWidth === 640",
+                               timeout=WAIT_MS)
         expect(page.locator("#live")).to_be_visible()
         expect(page.locator("#feed-placeholder")).to_be_hidden()
         card_colour(page, GOOD_RGB)

@@ -53,7 +53,8 @@ def test_real_agent_state_frames_and_death(real_stack, page: Any) -> None:
     expect(page.locator("#health")).to_contain_text("fps", timeout=WAIT_MS * 2)
     page.locator("#stream-toggle").check(force=True)  # asks the agent for a frame lease
     frame_shown(page)
-    width = page.evaluate("() => document.getElementById('feed-img').naturalWidth")
-    assert width == 512  # the astronaut photo, with the pose overlay, straight from the agent
+    # The astronaut photo (512 wide), with the pose overlay, straight from the agent; the
+    # agent keeps streaming, so wait rather than read once between two pictures.
+    page.wait_for_function("() => document.getElementById('feed-img').naturalWidth === 512", timeout=WAIT_MS)
     agent.signal(signal.SIGKILL)
     expect(page.locator("#posture-title")).to_have_text("Agent offline", timeout=60_000)
