@@ -40,15 +40,20 @@ def answered(body: dict[str, Any]) -> bool:
     return "transaction" in body
 
 
-def test_a_page_holds_its_own_lease_renews_quietly_and_releases_it(stack: Stack, page: Any) -> None:
-    agent = stack.agent
-    agent.online()
-    agent.state("good")
-    mark = agent.rec.mark()
+def open_page(stack: Stack, page: Any) -> tuple[dict[str, Any], int]:
+    """An online desk in good posture, the page opened on it: its first stream request."""
+    stack.agent.online()
+    stack.agent.state("good")
+    mark = stack.agent.rec.mark()
     page.goto(stack.url)
     connected(page)
+    return next_stream_request(stack, mark)
+
+
+def test_a_page_holds_its_own_lease_renews_quietly_and_releases_it(stack: Stack, page: Any) -> None:
+    agent = stack.agent
     # The first request for the desk is answered: it names this page's lease.
-    first, after = next_stream_request(stack, mark)
+    first, after = open_page(stack, page)
     assert first["lease_s"] == 45 and first["viewer"] and first["transaction"] and "quiet" not in first
     agent.answer("stream", first, data=fixtures.data("stream", streaming=True, lease_s=45, fps=10.0))
     expect(page.locator("#feed-placeholder-text")).not_to_contain_text("No live view", timeout=WAIT_MS)
@@ -77,12 +82,7 @@ def test_a_page_holds_its_own_lease_renews_quietly_and_releases_it(stack: Stack,
 
 def test_an_agent_without_per_page_leases_gets_the_old_answered_renewals(stack: Stack, page: Any) -> None:
     agent = stack.agent
-    agent.online()
-    agent.state("good")
-    mark = agent.rec.mark()
-    page.goto(stack.url)
-    connected(page)
-    first, after = next_stream_request(stack, mark)
+    first, after = open_page(stack, page)
     assert "viewer" in first
     # What an agent from before per-page leases answers (requests.reject_unknown's wording).
     agent.rec.publish(agent.t.response("stream"), fixtures_json(fixtures.refusal(
