@@ -152,7 +152,7 @@ class Agent:
         self.pipeline = pipeline = Pipeline(
             cfg, clock=self.clock, topics=self.topics, capture=self.capture, estimator=self._estimator,
             publisher=publisher, recorder=self.recorder, ha=self.ha,
-            stream=FrameStream(cfg, publisher, self.topics), baselines=BaselineStore(directory),
+            stream=FrameStream(cfg, publisher, self.topics, self.capture, self.clock.mono), baselines=BaselineStore(directory),
             pause_store=PauseStore(directory), apply_config=self._persist_config,
             poll_config=self.watcher.poll if self.watcher is not None else None)
         pipeline.threads_alive = self._threads_alive
@@ -167,6 +167,7 @@ class Agent:
         publisher.start()
         self.capture.start()
         pipeline.start()
+        pipeline.stream.start()
         self.inbox.start()
         return self
 
@@ -184,7 +185,8 @@ class Agent:
         pipeline.post(lambda: ha.on_status(msg.payload, msg.retain, self.clock.mono()))
 
     def _threads_alive(self) -> dict[str, bool]:
-        return {"requests": bool(self.inbox and self.inbox.alive()),
+        return {"stream": bool(self.pipeline and self.pipeline.stream.alive()),
+                "requests": bool(self.inbox and self.inbox.alive()),
                 "mqtt": bool(self.publisher and self.publisher.alive())}
 
     def stop(self) -> None:
@@ -193,6 +195,7 @@ class Agent:
             self.inbox.stop()
         if self.pipeline is not None:
             self.pipeline.stop()
+            self.pipeline.stream.stop()
         if self.capture is not None:
             self.capture.stop()
         if self.pipeline is not None:
@@ -212,6 +215,7 @@ class Agent:
             "deskpulse-pipeline": lambda: bool(self.pipeline and self.pipeline.alive()),
             "deskpulse-requests": lambda: bool(self.inbox and self.inbox.alive()),
             "deskpulse-capture": lambda: bool(self.capture and self.capture.alive()),
+            "deskpulse-stream": lambda: bool(self.pipeline and self.pipeline.stream.alive()),
             "deskpulse-mqtt": lambda: bool(self.publisher and self.publisher.alive()),
         }
         while not stop.wait(0.5):

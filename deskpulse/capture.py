@@ -23,6 +23,7 @@ import numpy as np
 from .config import CameraConfig
 from .errors import CameraError
 from .sources import IMAGE_EXTS, SourceSpec, parse_source
+from .worker import ThreadOwner
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +166,13 @@ def open_source(spec: SourceSpec, cfg: CameraConfig) -> FrameSource:
 Opener = Callable[[], FrameSource]
 
 
-class Capture:
+class Capture(ThreadOwner):
     """Owns the capture thread, the source and the latest-frame slot."""
 
+    thread_name = "deskpulse-capture"
+
     def __init__(self, cfg: CameraConfig, opener: Opener | None = None, source: str | None = None) -> None:
+        super().__init__()
         self.cfg = cfg
         self.spec = resolve_auto(parse_source(source or cfg.source))
         self._opener = opener or (lambda: open_source(self.spec, cfg))
@@ -177,10 +181,7 @@ class Capture:
         self._taken_seq = 0
         self._seq = 0
         self._fps = cfg.fps
-        self._stop = threading.Event()
         self._paused = False
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
         self.state = "starting"  # starting | ok | disconnected | released
         self.last_error: str | None = None
         self.dropped = 0
@@ -188,21 +189,9 @@ class Capture:
         self._last_frame_at = time.monotonic()
 
     # --- control -------------------------------------------------------------------
-    def start(self) -> "Capture":
-        self._thread = threading.Thread(target=self._run, name="deskpulse-capture", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._wake.set()
+    def _interrupt(self) -> None:
         with self._cond:
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
     def set_fps(self, fps: float) -> None:
         """The rate frames are wanted at (pacing.py). Takes effect at once: a faster rate
@@ -223,15 +212,25 @@ class Capture:
 
     # --- consumer side ---------------------------------------------------------------
     def latest(self, timeout: float) -> Frame | None:
-        """The newest frame not yet taken, waiting up to `timeout` seconds."""
+        """The newest frame not yet taken, waiting up to `timeout` seconds (the pipeline)."""
+        return self._after(self._taken_seq, timeout, take=True)
+
+    def newer(self, seq: int, timeout: float) -> Frame | None:
+        """The newest frame after frame `seq`, waiting up to `timeout` seconds, for a second
+        reader (the live stream): it neither takes the frame from the pipeline nor counts
+        it as dropped."""
+        return self._after(seq, timeout, take=False)
+
+    def _after(self, seq: int, timeout: float, take: bool) -> Frame | None:
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._latest is None or self._latest.seq <= self._taken_seq:
+            while self._latest is None or self._latest.seq <= seq:
                 left = deadline - time.monotonic()
                 if left <= 0 or self._stop.is_set():
                     return None
                 self._cond.wait(left)
-            self._taken_seq = self._latest.seq
+            if take:
+                self._taken_seq = self._latest.seq
             return self._latest
 
     def camera_state(self) -> str:

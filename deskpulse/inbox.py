@@ -10,39 +10,27 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 from typing import Callable
 
 from .publisher import Incoming, Publisher
 from .requests import Router, best_effort_transaction, error
 from .topics import Topics
+from .worker import ThreadOwner
 
 log = logging.getLogger(__name__)
 
 
-class Inbox:
+class Inbox(ThreadOwner):
+    thread_name = "deskpulse-requests"
+
     def __init__(self, publisher: Publisher, topics: Topics, router: Router,
                  on_status: Callable[[Incoming], None] | None = None, status_topic: str | None = None) -> None:
+        super().__init__()
         self.publisher = publisher
         self.topics = topics
         self.router = router
         self.on_status = on_status
         self.status_topic = status_topic
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> "Inbox":
-        self._thread = threading.Thread(target=self._run, name="deskpulse-requests", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
         inbox = self.publisher.incoming

@@ -9,7 +9,8 @@ publish order.
 
 Per frame: capture's latest frame -> pose -> classify -> filter -> publish state on a
 change; the recorder (tracker, history, stats), Home Assistant (snapshots, discovery
-again) and the frame stream are fed from here. Durations use the monotonic clock; wall
+again) and the frame stream's overlay and leases are fed from here (the stream's own
+thread sends the pictures, so the live view never waits for pose). Durations use the monotonic clock; wall
 time only stamps messages.
 """
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -44,6 +44,7 @@ from .recorder import Recorder
 from .requests import Reply
 from .stream import FrameStream
 from .topics import Topics
+from .worker import ThreadOwner
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +69,15 @@ def _log_reply(answer: dict[str, Any]) -> None:
     log.debug("demo calibration: %s", answer)
 
 
-class Pipeline:
+class Pipeline(ThreadOwner):
+    thread_name = "deskpulse-pipeline"
+
     def __init__(self, config: Config, *, clock: Clock, topics: Topics, capture: Capture,
                  estimator: PoseEstimator, publisher: Publisher, recorder: Recorder,
                  ha: HomeAssistant, stream: FrameStream, baselines: BaselineStore,
                  pause_store: PauseStore, apply_config: Callable[[Config], Config] | None = None,
                  poll_config: Callable[[Config], Config | None] | None = None) -> None:
+        super().__init__()
         self.config = config
         self.clock = clock
         self.topics = topics
@@ -108,9 +112,6 @@ class Pipeline:
         self.errors: list[float] = []
         self.fatal: str | None = None
         self._commands: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any] | None]] = queue.SimpleQueue()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.threads_alive: Callable[[], dict[str, bool]] = lambda: {}
 
     # --- lifecycle -------------------------------------------------------------------
@@ -136,20 +137,9 @@ class Pipeline:
             self.filter.reset("unknown", mono)
         self._publish_state()
 
-    def start(self) -> "Pipeline":
-        self._thread = threading.Thread(target=self._run, name="deskpulse-pipeline", daemon=True)
-        self._thread.start()
-        return self
-
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        super().stop(timeout)
         self._fail_pending("the agent is stopping")
-
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
     def close_recorder(self) -> None:
         """After the thread ended: the last interval into the history."""
@@ -163,7 +153,7 @@ class Pipeline:
 
     def call(self, fn: Callable[[], T], timeout: float = COMMAND_TIMEOUT_S) -> T:
         """Run fn on the pipeline thread and return its result (or raise its exception)."""
-        if threading.current_thread() is self._thread:
+        if self.on_own_thread():
             return fn()
         if not self.alive():
             raise RequestError("the agent's pipeline is not running")
@@ -266,7 +256,7 @@ class Pipeline:
             calibrating=self._calibration is not None))
         self._pace = (pace.fps, pace.mode)
         self.capture.set_fps(pace.fps)  # a speed-up applies to the very next frame
-        self.stream.maybe_send(frame.image, pose, state.posture, mono)
+        self.stream.show(pose, state.posture, frame.at)  # the stream thread draws it on the live view
         self.ha.maybe_snapshot(frame.image, pose, state.posture, state.changed, mono)
         self._tick()
 
@@ -325,7 +315,7 @@ class Pipeline:
             camera=self.camera, camera_error=cap.last_error, source=cap.spec.describe(),
             cpu_temp_c=cpu_temp_c(), rss_mb=rss_mb(), uptime_s=mono - self.started_at,
             version=__version__, streaming=self.stream.active(mono), threads=threads,
-            pipeline_errors=len(self.errors), callback_errors=pub.callback_errors,
+            pipeline_errors=len(self.errors), callback_errors=pub.callback_errors + self.stream.errors,
             ts=self.clock.wall(), pose_fps=round(self._pace[0], 2), mode=self._pace[1]))
 
     # --- calibration -------------------------------------------------------------------

@@ -186,7 +186,7 @@ class Health(_Payload):
     streaming: bool
     threads: dict[str, bool] = Field(description="Thread name -> alive.")
     pipeline_errors: Count
-    callback_errors: Count = Field(description="Exceptions caught in MQTT callbacks.")
+    callback_errors: Count = Field(description="Exceptions caught in MQTT callbacks and in the live stream's thread (logged, never fatal).")
     ts: IsoTime
 
 
