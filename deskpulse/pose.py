@@ -16,6 +16,7 @@ measurements behind the design.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from types import ModuleType
@@ -158,35 +159,99 @@ def tracker(solution: ModuleType, **kwargs: Any) -> Any:
     return Tracker(**kwargs)
 
 
+# The pose detector (the second look, for when no face is found) is loaded when a check
+# needs it and let go once it has not been needed for this long, or at once after it found
+# nobody there: a person whose face shows never needs it, and it holds about 20 MB.
+BODY_HOLD_S = 30.0
+
+
 class Detectors:
     """The independent evidence, run only on a check: MediaPipe's face detector, then its
     pose detector (both bundled in the wheel), each looking for the person where the
-    tracked landmarks put the head."""
+    tracked landmarks put the head.
+
+    The face detector stays loaded (it settles most checks for about a tenth of a pose
+    frame). The pose detector is loaded on the first check the face detector can't settle
+    and released when it has not been needed for BODY_HOLD_S, or by `release()` after a
+    departure (measured: about 20 MB resident while loaded; loading it adds about 70 ms to
+    that check on the development machine; docs/presence.md).
+    """
 
     def __init__(self, solution: ModuleType, face: bool = True) -> None:
+        self._solution = solution
         base = solution.SolutionBase
         self._face = base(graph_config=detector_graph("FaceDetectionShortRangeCpu")) if face else None
-        self._body = base(graph_config=detector_graph("PoseDetectionCpu", xnnpack=False),
-                          calculator_params={"posedetectioncpu__TensorsToDetectionsCalculator.min_score_thresh": KEEP_SCORE})
-        # Run each once now: a model's first run is several times slower (its interpreter
-        # is prepared lazily), and a departure is no moment to pay for that.
-        self.find(np.zeros((64, 64, 3), np.uint8), (0.5, 0.5))
+        self._body: Any = None
+        self._body_used = -math.inf
+        self.body_loads = 0  # how often the pose detector was loaded (tests, the bench)
+        self.load_s = 0.0  # time spent loading it, not yet taken by take_load_s()
+        # Run the face detector once now: a model's first run is several times slower (its
+        # interpreter is prepared lazily), and a departure is no moment to pay for that.
+        # Without it, the pose detector is the only evidence: kept loaded all along.
+        if self._face is not None:
+            self._face.process(np.zeros((64, 64, 3), np.uint8))
+        else:
+            self._load_body()
 
-    def find(self, rgb: np.ndarray, nose: tuple[float, float]) -> str | None:
-        """Which detector finds a person whose face holds `nose` (normalised): face, pose or None."""
-        for name, graph in (("face", self._face), ("pose", self._body)):
-            if graph is None:
-                continue
-            for d in graph.process(rgb).detections or ():
-                b = d.location_data.relative_bounding_box
-                if Box(b.xmin, b.ymin, b.xmin + b.width, b.ymin + b.height).grown(MATCH_MARGIN).contains(*nose):
-                    return name
-        return None
+    @property
+    def body_loaded(self) -> bool:
+        return self._body is not None
+
+    def _load_body(self) -> Any:
+        if self._body is None:
+            t0 = time.perf_counter()
+            # Its graph logs absl warnings as it opens the model and on its first run (which
+            # prepares the interpreter: several times a normal run), so both happen here.
+            with native_stderr_to_log(log):
+                self._body = self._solution.SolutionBase(
+                    graph_config=detector_graph("PoseDetectionCpu", xnnpack=False),
+                    calculator_params={"posedetectioncpu__TensorsToDetectionsCalculator.min_score_thresh": KEEP_SCORE})
+                self._body.process(np.zeros((64, 64, 3), np.uint8))
+            self.body_loads += 1
+            self.load_s += time.perf_counter() - t0
+        return self._body
+
+    def take_load_s(self) -> float:
+        """Seconds spent loading the pose detector since the last call: a one-off, which
+        the checks' CPU budget (the recurring cost of confirming someone) does not carry."""
+        spent, self.load_s = self.load_s, 0.0
+        return spent
+
+    def find(self, rgb: np.ndarray, nose: tuple[float, float], now: float = 0.0) -> str | None:
+        """Which detector finds a person whose face holds `nose` (normalised): face, pose or
+        None. `now` (monotonic seconds) dates the pose detector's use."""
+        if self._face is not None and _holds(self._face.process(rgb), nose):
+            return "face"
+        body = self._load_body()
+        self._body_used = now
+        return "pose" if _holds(body.process(rgb), nose) else None
+
+    def tidy(self, now: float) -> None:
+        """Let the pose detector go once it has not been needed for BODY_HOLD_S."""
+        if self._face is not None and self._body is not None and now - self._body_used > BODY_HOLD_S:
+            self.release()
+
+    def release(self) -> None:
+        """Let the pose detector go now (it is loaded again by the next check that needs it)."""
+        if self._face is not None and self._body is not None:
+            self._body.close()
+            self._body = None
 
     def close(self) -> None:
         if self._face is not None:
             self._face.close()
-        self._body.close()
+        if self._body is not None:
+            self._body.close()
+            self._body = None
+
+
+def _holds(result: Any, nose: tuple[float, float]) -> bool:
+    """Does one of the detections' boxes (grown by MATCH_MARGIN) hold the tracked nose?"""
+    for d in result.detections or ():
+        b = d.location_data.relative_bounding_box
+        if Box(b.xmin, b.ymin, b.xmin + b.width, b.ymin + b.height).grown(MATCH_MARGIN).contains(*nose):
+            return True
+    return False
 
 
 class MediaPipePose:
@@ -232,6 +297,7 @@ class MediaPipePose:
         pose = self._track(rgb)
         if self._detectors is None:
             return pose
+        self._detectors.tidy(now)
         guard = self._guard
         if pose is None:
             guard.lost()
@@ -248,15 +314,17 @@ class MediaPipePose:
             return pose
         self.stats.checks += 1
         t0 = time.perf_counter()
-        found = self._detectors.find(rgb, (pose[NOSE].x / pose.width, pose[NOSE].y / pose.height))
+        found = self._detectors.find(rgb, (pose[NOSE].x / pose.width, pose[NOSE].y / pose.height), now)
+        spent = time.perf_counter() - t0 - self._detectors.take_load_s()
         if found is None:
             self.stats.ghosts += 1
             log.info("presence: the pose tracker holds a person the detectors don't find (%s check): "
                      "reporting nobody", reason)
             self._let_go(rgb)
+            self._detectors.release()  # nobody is tracked now, so no check needs it soon
             guard.lost()
             return None
-        guard.checked(time.perf_counter() - t0)
+        guard.checked(spent)
         if found == "face":
             self.stats.by_face += 1
         else:

@@ -257,6 +257,47 @@ def test_a_person_sitting_still_for_minutes_is_never_dropped(person: str) -> Non
     assert stats.acquired == 1
 
 
+@pytest.mark.slow
+def test_the_pose_detector_is_loaded_only_while_checks_need_it() -> None:
+    """Memory (issue 14): the second detector (about 20 MB) is loaded for the checks the
+    face detector can't settle, kept while they go on, and let go after BODY_HOLD_S without
+    one, or at once when it found nobody."""
+    from skimage import data
+
+    from deskpulse.demo import DemoScene
+    from deskpulse.pose import BODY_HOLD_S
+
+    face = [with_noise(rgb(data.astronaut()), seed) for seed in range(4)]
+    faceless = [with_noise(cv2.cvtColor(DemoScene().frame(20.0), cv2.COLOR_BGR2RGB), seed) for seed in range(4)]
+    empty = letterbox(rgb(EMPTY["coffee"]()))
+    clock = SimClock()
+    est = MediaPipePose(clock=clock)
+    detectors = est._detectors
+    assert detectors is not None
+
+    def play(frames: list[np.ndarray], seconds: float, fps: float = 2.0) -> None:
+        for k in range(int(seconds * fps)):
+            est.estimate(frames[k % len(frames)])
+            clock.t += 1.0 / fps
+
+    try:
+        play(face, 60)
+        stats = est.stats
+        assert stats.checks >= 5 and stats.by_face == stats.checks, stats
+        assert detectors.body_loads == 0 and not detectors.body_loaded
+        play(faceless, 40)
+        assert stats.by_pose_detector >= 3, stats  # the checks went on, every max_interval_s
+        assert detectors.body_loads == 1 and detectors.body_loaded  # loaded once, kept meanwhile
+        play(face, BODY_HOLD_S + 15)
+        assert not detectors.body_loaded, "the pose detector stayed loaded with nothing to do"
+        ghosts = stats.ghosts
+        play([empty], 3.0, fps=10.0)
+        assert stats.ghosts > ghosts, stats  # the departure was checked ...
+        assert detectors.body_loads == 2 and not detectors.body_loaded  # ... and it let go at once
+    finally:
+        est.close()
+
+
 # --- the real agent on a directory of photos ----------------------------------------------------
 FRAMES_PER_STRETCH = 24
 
