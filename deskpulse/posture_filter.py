@@ -34,6 +34,12 @@ class PostureFilter:
     glance at the keyboard never flips the state. `absent_frames` consecutive frames, or
     `absent_s` seconds of frames (at least two), with
     no person give "absent" at once; a person reappearing is "good" at once.
+
+    A frame without a person that does not (yet) make the desk empty is no evidence
+    either way: it leaves a candidate's wait running. MediaPipe's tracker loses a person
+    for a single frame now and then (measured: every 1.7 s for one photographed person),
+    and if such a frame restarted the wait, someone arriving in a posture that needs
+    `onset_s` would be reported absent for as long as they sat there.
     """
 
     def __init__(self, cfg: PostureConfig, now: float, initial: str = "unknown") -> None:
@@ -73,7 +79,10 @@ class PostureFilter:
                 self._no_person_since = now
             gone = (self._no_person >= self.cfg.absent_frames
                     or (self._no_person > 1 and now - self._no_person_since >= self.cfg.absent_s))
-            candidate = "absent" if gone else self.state.posture
+            if not gone:
+                self.state = replace(self.state, reading=None, changed=False)
+                return self.state
+            candidate = "absent"
         else:
             self._no_person = 0
             self._no_person_since = None

@@ -219,6 +219,20 @@ def test_absent_after_n_empty_frames_and_back_at_once() -> None:
     assert f.update(GOOD, 2.0).posture == "good"
 
 
+def test_a_frame_the_tracker_drops_does_not_restart_an_onset() -> None:
+    """Someone arrives in a posture that needs onset_s while the tracker loses them for one
+    frame every 1.7 s (measured on a real photo): they must not stay absent."""
+    f = PostureFilter(PostureConfig(onset_s=3.0, absent_s=1.0), now=0)
+    assert feed(f, [None] * 20, t0=0.0)[-1] == "absent"
+    arriving = ([BAD] * 16 + [None]) * 3  # 5.1 s at 10 fps
+    states = feed(f, arriving, t0=2.0)
+    assert states[:30] == ["absent"] * 30 and states[-1] == "bad", states
+    # ... and the same dropped frames don't hold off a slouch from a good start either.
+    f = PostureFilter(PostureConfig(onset_s=3.0, absent_s=1.0), now=0)
+    f.update(GOOD, 0)
+    assert feed(f, arriving, t0=1.0)[-1] == "bad"
+
+
 def test_changed_flag_marks_the_switching_frame_only() -> None:
     f = PostureFilter(PostureConfig(onset_s=0.0), now=0)
     first = f.update(GOOD, 0.0)
