@@ -50,6 +50,8 @@ def test_outage_changes_arrive_in_order_after_reconnect_and_frames_are_dropped(b
         pub.publish_retained(T.stats, {"good_s": 5})
         proxy.cut()
         recorder.wait_topic(T.availability, lambda m: m.payload == b"offline")  # the last will
+        # The broker may see the link go before the publisher's own thread does.
+        wait_until(lambda: not pub.connected.is_set(), what="the publisher noticing the outage")
         mark = recorder.mark()
         for seq, posture in ((2, "bad"), (3, "absent"), (4, "good")):
             pub.publish_state({"posture": posture, "seq": seq})
