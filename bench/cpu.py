@@ -374,7 +374,7 @@ def main() -> int:
         print(f"- RSS after {a.rss_minutes:g} min: **{fmt(rss.rss_mb, 0)} MB** (target <= 200 MB on x86; "
               f"upstream DeskPulse on a Pi: about 240 MB)")
         if rss.rss_samples:
-            last = [v for v in rss.rss_samples[len(rss.rss_samples) // 2:]]
+            last = rss.rss_samples[len(rss.rss_samples) // 2:]
             print(f"- RSS every 5 s over the second half of the run: median {statistics.median(last):.0f} MB, "
                   f"max {max(last):.0f} MB; over the whole run: max {max(rss.rss_samples):.0f} MB")
         print(f"- start-up, process start -> first state on the broker: **{fmt(rss.startup_s)} s**; "

@@ -10,8 +10,8 @@ publish order.
 Per frame: capture's latest frame -> pose -> classify -> filter -> publish state on a
 change; the recorder (tracker, history, stats), Home Assistant (snapshots, discovery
 again) and the frame stream's overlay and leases are fed from here (the stream's own
-thread sends the pictures, so the live view never waits for pose). Durations use the monotonic clock; wall
-time only stamps messages.
+thread sends the pictures, so the live view never waits for pose). Durations use the
+monotonic clock; wall time only stamps messages.
 """
 
 from __future__ import annotations

@@ -184,7 +184,7 @@ class Detectors:
         self._body: Any = None
         self._body_used = -math.inf
         self.body_loads = 0  # how often the pose detector was loaded (tests, the bench)
-        self.load_s = 0.0  # time spent loading it, not yet taken by take_load_s()
+        self.load_s = 0.0  # seconds the last find() spent loading it (0: it was loaded)
         # Run the face detector once now: a model's first run is several times slower (its
         # interpreter is prepared lazily), and a departure is no moment to pay for that.
         # Without it, the pose detector is the only evidence: kept loaded all along.
@@ -208,18 +208,13 @@ class Detectors:
                     calculator_params={"posedetectioncpu__TensorsToDetectionsCalculator.min_score_thresh": KEEP_SCORE})
                 self._body.process(np.zeros((64, 64, 3), np.uint8))
             self.body_loads += 1
-            self.load_s += time.perf_counter() - t0
+            self.load_s = time.perf_counter() - t0
         return self._body
-
-    def take_load_s(self) -> float:
-        """Seconds spent loading the pose detector since the last call: a one-off, which
-        the checks' CPU budget (the recurring cost of confirming someone) does not carry."""
-        spent, self.load_s = self.load_s, 0.0
-        return spent
 
     def find(self, rgb: np.ndarray, nose: tuple[float, float], now: float = 0.0) -> str | None:
         """Which detector finds a person whose face holds `nose` (normalised): face, pose or
         None. `now` (monotonic seconds) dates the pose detector's use."""
+        self.load_s = 0.0
         if self._face is not None and _holds(self._face.process(rgb), nose):
             return "face"
         body = self._load_body()
@@ -315,7 +310,8 @@ class MediaPipePose:
         self.stats.checks += 1
         t0 = time.perf_counter()
         found = self._detectors.find(rgb, (pose[NOSE].x / pose.width, pose[NOSE].y / pose.height), now)
-        spent = time.perf_counter() - t0 - self._detectors.take_load_s()
+        # A load is a one-off: the checks' budget is for the recurring cost of confirming someone.
+        spent = time.perf_counter() - t0 - self._detectors.load_s
         if found is None:
             self.stats.ghosts += 1
             log.info("presence: the pose tracker holds a person the detectors don't find (%s check): "

@@ -77,17 +77,13 @@ class FrameStream(ThreadOwner):
         self._publish_until()
 
     def active(self, mono: float) -> bool:
-        mode = self.config.frames.mode
-        if mode == "always":
-            return True
-        if mode != "on_demand":
-            return False
+        """wanted(), and expired leases forgotten (the pipeline thread's part)."""
         expired = [v for v, end in self.leases.items() if end <= mono]
         for viewer in expired:
             del self.leases[viewer]
         if expired:
             self._publish_until()
-        return bool(self.leases)
+        return self.wanted(mono)
 
     def _publish_until(self) -> None:
         self._until = max(self.leases.values(), default=-math.inf)
@@ -99,6 +95,7 @@ class FrameStream(ThreadOwner):
 
     # --- frames: the stream thread ---------------------------------------------------------
     def wanted(self, mono: float) -> bool:
+        """Are frames to be sent at `mono`? (frames.mode, and for on_demand a live lease)"""
         mode = self.config.frames.mode
         return mode == "always" or (mode == "on_demand" and mono < self._until)
 

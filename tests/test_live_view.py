@@ -85,7 +85,7 @@ def test_the_live_view_keeps_its_pictures_coming_while_pose_is_stuck(gated, reco
     assert len(set(pictures)) >= 5, "the live view repeated one picture instead of the camera's"
     assert agent.pipeline is not None and agent.pipeline.alive()
     gate.open.set()
-    # Pose runs again and the agent goes on judging (a state refresh or a change follows).
+    # Pose runs again and the pipeline goes on: its next health message follows.
     after = recorder.mark()
     recorder.wait_topic(t.health, timeout=30, start=after)
 
